@@ -1,0 +1,1 @@
+"""qconnect: a SIP softswitch that reproduces contact-center quick connects."""
