@@ -12,6 +12,10 @@ missing=()
 for i in "${!packages[@]}"; do
     command -v "${probes[$i]}" >/dev/null 2>&1 || missing+=("${packages[$i]}")
 done
+# python3 -m venv needs Debian's python3-venv (ensurepip) where Python comes from apt
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+    missing+=(python3-venv)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,163 @@
+"""The switch process: SIP endpoint + registrar + call routing, on one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from telephony.sip.digest import DigestServer
+from telephony.sip.message import Request, Response, make_response
+from telephony.sip.transaction import ServerTransaction
+from telephony.switch.b2bua import B2bua
+from telephony.switch.endpoint import ALLOW, Incoming, SipEndpoint
+from telephony.switch.registrar import Registrar
+from telephony.switch.rtp_ports import PortRange
+
+log = logging.getLogger("qconnect.switch")
+
+# RFC 3261 8.2.2.3: extensions we implement; anything else in Require gets 420.
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchSettings:
+    bind: str = "127.0.0.1"
+    advertise: str | None = None
+    sip_port: int = 5060
+    rtp_ports: tuple[int, int] = (20000, 20999)
+    realm: str = "qconnect"
+    rtp_timeout: float = 30.0
+    transports: tuple[str, ...] = ("udp", "tcp")
+
+    @property
+    def advertised(self) -> str:
+        return self.advertise or self.bind
+
+
+class Switch:
+    def __init__(self, settings: SwitchSettings, passwords: Callable[[str], str | None]) -> None:
+        self.settings = settings
+        self.passwords = passwords
+        self.endpoint = SipEndpoint(advertise=settings.advertised, on_request=self._on_request)
+        self.endpoint.on_cancel = self._on_cancel
+        self.endpoint.on_stray_response = self._on_stray_response
+        self.registrar = Registrar(
+            settings.realm,
+            passwords,
+            DigestServer(settings.realm, secrets.token_bytes(32)),
+        )
+        self.b2bua = B2bua(
+            self.endpoint,
+            PortRange(*settings.rtp_ports),
+            bind=settings.bind,
+            domain=settings.advertised,
+            rtp_timeout=settings.rtp_timeout,
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.endpoint.start(self.settings.bind, self.settings.sip_port, self.settings.transports)
+
+    async def stop(self) -> None:
+        await self.b2bua.close()
+        self.endpoint.close()
+
+    # --- request dispatch ---
+
+    def _on_request(self, incoming: Incoming) -> None:
+        request = incoming.request
+        tx = incoming.transaction
+        if request.method == "ACK" or request.to.tag is not None:
+            leg = self.b2bua.leg_for(request)
+            if leg is not None:
+                leg.handle(incoming)
+            elif tx is not None:
+                self.endpoint.respond(tx, make_response(request, 481))
+            return
+        assert tx is not None
+        if (rejection := self._precheck(request)) is not None:
+            self.endpoint.respond(tx, rejection)
+            return
+        match request.method:
+            case "REGISTER":
+                self.endpoint.respond(tx, self.registrar.handle(request, incoming.source, self.endpoint.now()))
+                while (event := self.registrar.next_event()) is not None:
+                    log.info("registrar: %s", event)
+            case "OPTIONS":
+                self.endpoint.respond(
+                    tx,
+                    make_response(
+                        request,
+                        200,
+                        to_tag=self.endpoint.new_tag(),
+                        headers=(("Allow", ALLOW), ("Accept", "application/sdp")),
+                    ),
+                )
+            case "INVITE":
+                self._invite(incoming, tx)
+            case "BYE" | "INFO" | "UPDATE" | "PRACK":
+                self.endpoint.respond(tx, make_response(request, 481))
+            case "CANCEL":
+                # A CANCEL matching no INVITE transaction (RFC 3261 9.2).
+                self.endpoint.respond(tx, make_response(request, 481))
+            case _:
+                self.endpoint.respond(tx, make_response(request, 405, headers=(("Allow", ALLOW),)))
+
+    def _precheck(self, request: Request) -> Response | None:
+        """What RFC 3261 8.2 says a UAS checks before looking at the method."""
+        max_forwards = request.headers.get("Max-Forwards")
+        if max_forwards is not None and max_forwards.strip() == "0" and request.method != "OPTIONS":
+            return make_response(request, 483)
+        if request.sip_uri is None:
+            return make_response(request, 416)
+        required = [r.lower() for r in request.headers.values("Require")]
+        unsupported = [r for r in required if r not in SUPPORTED_EXTENSIONS]
+        if unsupported and request.method not in ("CANCEL",):
+            return make_response(request, 420, headers=(("Unsupported", ", ".join(unsupported)),))
+        return None
+
+    def _invite(self, incoming: Incoming, tx: ServerTransaction) -> None:
+        request = incoming.request
+        auth = self.registrar.authenticate(request, self.endpoint.now())
+        if isinstance(auth, Response):
+            self.endpoint.respond(tx, auth)
+            return
+        self.endpoint.respond(tx, make_response(request, 100))
+        uri = request.sip_uri
+        assert uri is not None
+        target = uri.user or ""
+        if self.passwords(target) is None:
+            self.endpoint.respond(tx, make_response(request, 404, to_tag=self.endpoint.new_tag()))
+            return
+        bindings = self.registrar.lookup(target, self.endpoint.now())
+        if not bindings:
+            log.info("INVITE %s: %s is not registered", request.call_id, target)
+            self.endpoint.respond(tx, make_response(request, 480, to_tag=self.endpoint.new_tag()))
+            return
+        self._spawn(self.b2bua.place_call(incoming, auth, bindings))
+
+    def _on_cancel(self, tx: ServerTransaction, cancel: Request) -> None:
+        if not self.b2bua.cancel(tx.request.top_via.branch or tx.request.call_id):
+            log.info("CANCEL %s for a call not yet routed", cancel.call_id)
+            self.endpoint.respond(tx, make_response(tx.request, 487))
+
+    def _on_stray_response(self, response: Response, source: object) -> None:
+        # A retransmitted 2xx: our ACK got lost, send it again (RFC 3261 13.2.2.4).
+        if response.is_success and response.cseq.method == "INVITE":
+            tag = response.from_.tag
+            for leg in list(self.b2bua.legs_by_dialog.values()):
+                if leg.call_id == response.call_id and tag is not None and hasattr(leg, "resend_ack"):
+                    leg.resend_ack()
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("call task failed", exc_info=task.exception())
