@@ -1,0 +1,1 @@
+"""The default flows, shipped as Flow Language JSON (a package so the files install)."""
