@@ -4,14 +4,15 @@ refusals (stale nonces, nc replays, wrong URI/realm/algorithm, no user enumerati
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telephony.sip import digest as digest_module
 from telephony.sip.digest import (
     AuthOutcome,
+    AuthResult,
     DigestError,
     DigestServer,
     authorization_header,
@@ -66,15 +67,13 @@ def answer(
     )
 
 
-def verify(
-    srv: DigestServer, value: str, now: float = 1.0, uri: str = URI
-) -> digest_module.AuthResult:
+def verify(srv: DigestServer, value: str, now: float = 1.0, uri: str = URI) -> AuthResult:
     return srv.verify(value, method="REGISTER", uri=uri, password_lookup=lookup, now=now)
 
 
 # --- published test vectors ------------------------------------------------------------
 
-RFC7616_EXAMPLE = dict(
+RFC7616_EXAMPLE: dict[str, Any] = dict(
     username="Mufasa",
     realm="http-auth@example.org",
     password="Circle of Life",
@@ -324,7 +323,7 @@ def test_wrong_password_and_unknown_user_are_indistinguishable(
 
     wrong = answer(srv, password="nope")
     unknown = answer(srv, user="mallory", password="nope")
-    monkeypatch.setattr(digest_module.hashlib, "new", counting_new)
+    monkeypatch.setattr(hashlib, "new", counting_new)
     wrong_result = verify(srv, wrong)
     wrong_cost = len(calls)
     calls.clear()
