@@ -286,12 +286,13 @@ class Player:
         self._queue.clear()
 
     def interrupt(self) -> None:
-        """Cut the current item short (leaving its loop, if any) and go on to the next group.
+        """Skip the rest of the group being played (leaving its loop) and go on to the next.
 
         This is barge-in: a caller pressing a key skips the announcement.
+        A group that has not started yet is left alone.
         """
         self._finish_current(interrupted=True)
-        if self._queue:
+        if self._queue and self._queue[0].index > 0:
             group = self._queue.popleft()
             for item in group.items[group.index :]:
                 self._events.append(PlaybackCancelled(item))

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO, cast
 
@@ -87,11 +88,29 @@ def slug(name: str) -> str:
     return stem
 
 
-def espeak_version() -> str:
-    """The installed espeak-ng's version line (output is reproducible per version)."""
+def _espeak() -> str:
     exe = shutil.which(_ESPEAK)
     if exe is None:
         raise PromptError("espeak-ng is not installed (apt-get install espeak-ng)")
+    return exe
+
+
+@lru_cache(maxsize=4)
+def _voices(exe: str) -> frozenset[str]:
+    """Every name espeak-ng accepts for ``-v``: languages, voice names, voice files."""
+    done = subprocess.run([exe, "--voices"], capture_output=True, text=True, check=False)
+    names: set[str] = set()
+    for line in done.stdout.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 5:
+            names.update({cols[1].lower(), cols[3].lower(), cols[4].lower()})
+            names.add(cols[4].rsplit("/", 1)[-1].lower())
+    return frozenset(names)
+
+
+def espeak_version() -> str:
+    """The installed espeak-ng's version line (output is reproducible per version)."""
+    exe = _espeak()
     done = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
     return done.stdout.strip()
 
@@ -114,9 +133,11 @@ def synthesise(
     """
     if not text.strip():
         raise PromptError("cannot synthesise an empty prompt")
-    exe = shutil.which(_ESPEAK)
-    if exe is None:
-        raise PromptError("espeak-ng is not installed (apt-get install espeak-ng)")
+    exe = _espeak()
+    if voice.split("+", 1)[0].lower() not in _voices(exe):
+        # espeak-ng silently falls back to its default voice for an unknown
+        # name, which would ship prompts in the wrong language.
+        raise PromptError(f"espeak-ng has no voice {voice!r} (see espeak-ng --voices)")
     with tempfile.TemporaryDirectory(prefix="qconnect-tts-") as tmp:
         raw = Path(tmp) / "speech.wav"
         # Text on stdin, not argv: a prompt starting with "-" is not an option.
