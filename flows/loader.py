@@ -45,6 +45,7 @@ from flows.model import (
     UpdateContactTargetQueueParameters,
     UpdatePreviousContactParticipantStateParameters,
 )
+from flows.ssml import SsmlError, ssml_segments
 
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 
@@ -175,6 +176,11 @@ class _BlockReader:
             return Message(text=value)
         if key == "PromptId":
             return Message(prompt=value)
+        try:
+            ssml_segments(value)
+        except SsmlError as exc:
+            self.problem(f"{field}.SSML: {exc}")
+            return None
         return Message(ssml=value)
 
     def no_parameters(self, params: Mapping[str, Any]) -> None:

@@ -1,0 +1,1 @@
+"""The contact center: instance config, agents, queues, routing, contacts, quick connects, CTRs."""
