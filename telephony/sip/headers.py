@@ -169,8 +169,17 @@ class NameAddr:
 
 
 def quote_display_name(name: str) -> str:
-    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    """quoted-string form (RFC 3261 25.1): `\\` and `"` and control characters go out as
+    quoted-pairs; CR and LF cannot be quoted at all, so they become spaces."""
+    out = []
+    for ch in name:
+        if ch in "\r\n":
+            out.append(" ")
+        elif ch in '"\\' or ch == "\x7f" or (ch < " " and ch != "\t"):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
+from urllib.parse import unquote
+
+# RFC 3261 25.1 unreserved: escaping these changes nothing (RFC 3261 19.1.4).
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.!~*'()")
+_ESCAPE = re.compile("%([0-9A-Fa-f]{2})")
+
+
+def unescape(text: str) -> str:
+    """`%75se%72` -> `user`; escaped octets are UTF-8 (RFC 3261 19.1.2)."""
+    return unquote(text, errors="surrogateescape")
+
+
+def normalize_escapes(text: str) -> str:
+    """Canonical escaping for comparison (RFC 3261 19.1.4): unescape the unreserved
+    characters, upper-case the hex of the others, so `%75se%72` and `user` compare equal."""
+
+    def fix(match: re.Match[str]) -> str:
+        ch = chr(int(match.group(1), 16))
+        return ch if ch in _UNRESERVED else match.group(0).upper()
+
+    return _ESCAPE.sub(fix, text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,15 +45,21 @@ class SipUri:
     headers: tuple[tuple[str, str], ...] = ()
 
     def param(self, name: str) -> str | None:
+        # Names compare case-insensitively and after unescaping: `%6C%72` is `lr` (19.1.4).
         lname = name.lower()
         for key, value in self.params:
-            if key.lower() == lname:
+            if key.lower() == lname or unescape(key).lower() == lname:
                 return value if value is not None else ""
         return None
 
     def has_param(self, name: str) -> bool:
-        lname = name.lower()
-        return any(key.lower() == lname for key, _ in self.params)
+        return self.param(name) is not None
+
+    @property
+    def decoded_user(self) -> str | None:
+        """The user part with its escapes resolved (`sips%3Auser%40example.com` ->
+        `sips:user@example.com`, RFC 4475 3.1.1.3); `user` keeps the wire form."""
+        return None if self.user is None else unescape(self.user)
 
     def with_params(self, **params: str | None) -> SipUri:
         kept = tuple((k, v) for k, v in self.params if k.lower() not in params)
@@ -39,7 +67,9 @@ class SipUri:
 
     def without_params(self, *names: str) -> SipUri:
         lnames = {n.lower() for n in names}
-        return replace(self, params=tuple((k, v) for k, v in self.params if k.lower() not in lnames))
+        return replace(
+            self, params=tuple((k, v) for k, v in self.params if k.lower() not in lnames)
+        )
 
     @property
     def transport(self) -> str:
@@ -53,7 +83,7 @@ class SipUri:
     @property
     def address_of_record(self) -> str:
         """The key a registrar files bindings under: scheme, user and host, lower-cased host."""
-        user = f"{self.user}@" if self.user else ""
+        user = f"{normalize_escapes(self.user)}@" if self.user else ""
         return f"{self.scheme}:{user}{self.host.lower()}"
 
     def __str__(self) -> str:
@@ -62,7 +92,9 @@ class SipUri:
             userinfo = self.user + (f":{self.password}" if self.password is not None else "") + "@"
         params = "".join(f";{k}" if v is None else f";{k}={v}" for k, v in self.params)
         headers = "&".join(f"{k}={v}" for k, v in self.headers)
-        return f"{self.scheme}:{userinfo}{self.hostport}{params}" + (f"?{headers}" if headers else "")
+        return f"{self.scheme}:{userinfo}{self.hostport}{params}" + (
+            f"?{headers}" if headers else ""
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,4 +111,4 @@ class AbsoluteUri:
 Uri = SipUri | AbsoluteUri
 
 
-__all__ = ["AbsoluteUri", "SipUri", "Uri"]
+__all__ = ["AbsoluteUri", "SipUri", "Uri", "normalize_escapes", "unescape"]
