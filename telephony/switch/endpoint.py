@@ -21,6 +21,7 @@ from telephony.sip.transaction import (
     AckReceived,
     CancelReceived,
     ClientTransaction,
+    InviteClientTransaction,
     RequestReceived,
     ResponseReceived,
     ServerTransaction,
@@ -59,8 +60,6 @@ class SipEndpoint:
     def __init__(self, *, advertise: str, on_request: Callable[[Incoming], None]) -> None:
         self.advertise = advertise
         self.on_request = on_request
-        # A 2xx retransmission for an INVITE whose transaction is gone: the dialog re-ACKs.
-        self.on_stray_response: Callable[[Response, Address], None] = lambda r, s: None
         self.on_cancel: Callable[[ServerTransaction, Request], None] = lambda tx, r: None
         self.layer = TransactionLayer()
         self.transports: dict[str, Transport] = {}
@@ -186,6 +185,7 @@ class SipEndpoint:
         return tx, future
 
     def cancel(self, tx: ClientTransaction) -> None:
+        assert isinstance(tx, InviteClientTransaction)
         self.layer.cancel(tx, self.now())
         self._pump()
 
@@ -195,11 +195,16 @@ class SipEndpoint:
         self.layer.send_response(tx, response, self.now())
         self._pump()
 
+    def send_ack(self, tx: ClientTransaction, ack: Request, destination: Address) -> None:
+        """The ACK to a 2xx (RFC 3261 13.2.2.4): the layer keeps it to re-ACK retransmissions."""
+        assert isinstance(tx, InviteClientTransaction)
+        self.layer.send_ack(tx, ack, destination, self.now())
+        self._pump()
+
     def send_stateless(self, message: Message, destination: Address) -> None:
-        """For the ACK to a 2xx, which lives outside any transaction (RFC 3261 13.2.2.4)."""
-        transport = self.transports.get(destination.transport)
-        if transport is not None:
-            transport.send(message.to_bytes(), destination)
+        """Outside any transaction: a 2xx retransmitted by the UAS core (RFC 3261 13.3.1.4)."""
+        self.layer.send_stateless(message, destination)
+        self._pump()
 
     # --- the sans-I/O pump ---
 
@@ -250,7 +255,8 @@ class SipEndpoint:
                 elif not future.done():
                     future.set_result(response)
             case StrayResponse(response=response, source=source):
-                self.on_stray_response(response, Address(*source))
+                # The layer re-ACKs 2xx retransmissions itself; anything else is noise.
+                log.debug("stray %d %s from %s", response.status, response.call_id, source)
             case TransactionTimeout(transaction=tx):
                 pending = self._pending.get(id(tx))
                 if pending is not None and not pending[0].done() and isinstance(tx, ClientTransaction):

@@ -87,7 +87,9 @@ class Leg:
                 self._finish("bye from phone")
                 self.on_bye(self)
             case "INVITE" | "UPDATE" if request.body or request.method == "INVITE":
-                self.endpoint.respond(tx, self._answer_offer(request))
+                response = self._answer_offer(request)
+                self.endpoint.respond(tx, response)
+                self.dialog.update_from_local_response(response)
             case "INFO":
                 self.endpoint.respond(tx, make_response(request, 200))
                 self.on_info(self, request)
@@ -299,15 +301,9 @@ class OutgoingLeg(Leg):
 
     def _send_ack(self, response: Response) -> None:
         assert self.dialog is not None and self.invite is not None
+        assert self.transaction is not None
         ack = self.dialog.create_ack(self.invite, response, via=self.endpoint.via(self.peer.transport))
-        self._last_ack = ack
-        self.endpoint.send_stateless(ack, self._target())
-
-    def resend_ack(self) -> None:
-        """A 2xx retransmission came: our ACK was lost (RFC 3261 13.2.2.4)."""
-        ack = getattr(self, "_last_ack", None)
-        if ack is not None:
-            self.endpoint.send_stateless(ack, self._target())
+        self.endpoint.send_ack(self.transaction, ack, self._target())
 
     async def _abandon(self, reason: str) -> None:
         if self.transaction is not None and self.state in (LegState.CALLING, LegState.EARLY):

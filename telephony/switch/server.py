@@ -43,7 +43,6 @@ class Switch:
         self.passwords = passwords
         self.endpoint = SipEndpoint(advertise=settings.advertised, on_request=self._on_request)
         self.endpoint.on_cancel = self._on_cancel
-        self.endpoint.on_stray_response = self._on_stray_response
         self.registrar = Registrar(
             settings.realm,
             passwords,
@@ -143,14 +142,6 @@ class Switch:
         if not self.b2bua.cancel(tx.request.top_via.branch or tx.request.call_id):
             log.info("CANCEL %s for a call not yet routed", cancel.call_id)
             self.endpoint.respond(tx, make_response(tx.request, 487))
-
-    def _on_stray_response(self, response: Response, source: object) -> None:
-        # A retransmitted 2xx: our ACK got lost, send it again (RFC 3261 13.2.2.4).
-        if response.is_success and response.cseq.method == "INVITE":
-            tag = response.from_.tag
-            for leg in list(self.b2bua.legs_by_dialog.values()):
-                if leg.call_id == response.call_id and tag is not None and hasattr(leg, "resend_ack"):
-                    leg.resend_ack()
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
