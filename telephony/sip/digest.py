@@ -407,10 +407,22 @@ class DigestServer:
         mac = hmac.new(self._nonce_key, stamp + salt, "sha256").digest()[:_NONCE_MAC]
         return base64.urlsafe_b64encode(stamp + salt + mac).decode("ascii")
 
-    def challenge(self, now: float, stale: bool = False) -> list[str]:
-        """One WWW-Authenticate (or Proxy-Authenticate) value per algorithm, preferred first."""
+    def challenge(
+        self, now: float, stale: bool = False, *, algorithms: Iterable[str] | None = None
+    ) -> list[str]:
+        """One WWW-Authenticate (or Proxy-Authenticate) value per algorithm, preferred first.
+
+        `algorithms` narrows the offer for one client (a subset of the server's, in the
+        server's order); verification still accepts any of the server's algorithms.
+        """
+        chosen = self.algorithms
+        if algorithms is not None:
+            wanted = {a.upper() for a in algorithms}
+            chosen = tuple(a for a in self.algorithms if a.upper() in wanted)
+            if not chosen:
+                raise ValueError(f"none of {sorted(wanted)} is offered by this server")
         values = []
-        for algorithm in self.algorithms:
+        for algorithm in chosen:
             params: list[tuple[str, str]] = [
                 ("realm", self.realm),
                 ("nonce", self.new_nonce(now)),

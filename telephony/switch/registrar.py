@@ -12,9 +12,10 @@ LAN address, the advertised one), so the host part of an address-of-record is no
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -28,6 +29,21 @@ from telephony.transport.base import Address
 
 # RFC 3261 20.19: delta-seconds beyond 2**32-1 mean 2**32-1; we clamp to max_expires anyway.
 _MAX_DELTA = 2**32 - 1
+
+
+# Clients that abort on a challenge whose algorithm they do not know, instead of ignoring it
+# as RFC 2617 3.2.1 / RFC 8760 2.4 ask: libre before 2.x (baresip 1.x, Debian 12's) fails the
+# whole registration with ENOSYS when any WWW-Authenticate says SHA-256. They get MD5 alone.
+_MD5_ONLY_USER_AGENTS = (re.compile(r"^\s*baresip v?[01]\.", re.IGNORECASE),)
+
+
+def legacy_md5_only(request: Request) -> Sequence[str] | None:
+    """Default `challenge_algorithms` policy: MD5 alone for known pre-RFC 8760 clients,
+    every configured algorithm (None) for the rest."""
+    agent = request.headers.get("User-Agent") or ""
+    if any(pattern.search(agent) for pattern in _MD5_ONLY_USER_AGENTS):
+        return ("MD5",)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,8 @@ class Registrar:
     challenges (its realm is the one phones are asked for). Expiry requests below
     `min_expires` get 423, above `max_expires` are shortened, absent ones get
     `default_expires`; a user holds at most `max_contacts` bindings.
+    `challenge_algorithms(request)` may narrow the algorithms offered to one client (None:
+    all of the digest server's); the default only narrows for known legacy clients.
     """
 
     def __init__(
@@ -106,6 +124,7 @@ class Registrar:
         max_expires: int = 3600,
         default_expires: int = 3600,
         max_contacts: int = 16,
+        challenge_algorithms: Callable[[Request], Sequence[str] | None] = legacy_md5_only,
     ) -> None:
         if not 0 < min_expires <= max_expires:
             raise ValueError("need 0 < min_expires <= max_expires")
@@ -116,6 +135,7 @@ class Registrar:
         self.max_expires = max_expires
         self.default_expires = min(max(default_expires, min_expires), max_expires)
         self.max_contacts = max_contacts
+        self.challenge_algorithms = challenge_algorithms
         self._bindings: dict[str, list[Binding]] = {}
         self._events: deque[RegistrarEvent] = deque()
 
@@ -193,7 +213,9 @@ class Registrar:
 
     def _challenge(self, request: Request, now: float, *, proxy: bool, stale: bool) -> Response:
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        values = self.digest.challenge(now, stale=stale)
+        values = self.digest.challenge(
+            now, stale=stale, algorithms=self.challenge_algorithms(request)
+        )
         return self._reply(request, 407 if proxy else 401, headers=tuple((name, v) for v in values))
 
     # --- REGISTER ---
@@ -345,4 +367,11 @@ def _contact_key(uri: Uri) -> tuple[object, ...]:
     return (uri.scheme.lower(), uri.opaque)
 
 
-__all__ = ["Binding", "Registered", "Registrar", "RegistrarEvent", "Unregistered"]
+__all__ = [
+    "Binding",
+    "Registered",
+    "Registrar",
+    "RegistrarEvent",
+    "Unregistered",
+    "legacy_md5_only",
+]

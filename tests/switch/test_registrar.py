@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ SOURCE = ("udp", "203.0.113.7", 40312)  # the NAT's public side, unlike the Cont
 _branches = itertools.count()
 
 
-def make_registrar(**kwargs: int) -> Registrar:
+def make_registrar(**kwargs: Any) -> Registrar:
     digest = DigestServer(REALM, b"registrar test secret", nonce_ttl=300.0)
     return Registrar(REALM, PASSWORDS.get, digest, **kwargs)
 
@@ -43,13 +44,14 @@ def register_request(
         f"Call-ID: {call_id}",
         f"CSeq: {cseq} {method}",
         *(f"Contact: {c}" for c in contacts),
-        *([f"Expires: {expires}"] if expires is not None else []),
         *extra,
         "Content-Length: 0",
     ]
     message = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode())
     assert isinstance(message, Request)
-    return message
+    # Added after parsing: the parser refuses a malformed Expires itself, and the registrar
+    # must hold its own line for requests built in code.
+    return message if expires is None else message.with_added("Expires", expires)
 
 
 def with_auth(
@@ -455,3 +457,64 @@ def test_binding_is_frozen() -> None:
     assert isinstance(binding, Binding)
     with pytest.raises(AttributeError):
         binding.cseq = 99  # type: ignore[misc]
+
+
+# --- what real clients send ------------------------------------------------------------------
+
+
+def test_legacy_baresip_is_offered_md5_only_others_both() -> None:
+    # libre 1.x aborts the registration (ENOSYS) when any challenge names SHA-256.
+    registrar = make_registrar()
+    old = register_request(extra=("User-Agent: baresip v1.0.0 (x86_64/linux)",))
+    values = registrar.handle(old, SOURCE, 0.0).headers.lines("WWW-Authenticate")
+    assert [parse_challenge(v).param("algorithm") for v in values] == ["MD5"]
+    new = register_request(extra=("User-Agent: baresip v3.10.1 (x86_64/linux)",))
+    values = registrar.handle(new, SOURCE, 0.0).headers.lines("WWW-Authenticate")
+    assert [parse_challenge(v).param("algorithm") for v in values] == ["SHA-256", "MD5"]
+    linphone = register_request(extra=("User-Agent: Linphonec/5.1.65",))
+    values = registrar.handle(linphone, SOURCE, 0.0).headers.lines("WWW-Authenticate")
+    assert [parse_challenge(v).param("algorithm") for v in values] == ["SHA-256", "MD5"]
+
+
+def test_challenge_policy_is_pluggable() -> None:
+    digest = DigestServer(REALM, b"s", algorithms=("SHA-256", "MD5"))
+    registrar = Registrar(REALM, PASSWORDS.get, digest, challenge_algorithms=lambda r: ("SHA-256",))
+    values = registrar.handle(register_request(), SOURCE, 0.0).headers.lines("WWW-Authenticate")
+    assert [parse_challenge(v).param("algorithm") for v in values] == ["SHA-256"]
+    with pytest.raises(ValueError):
+        digest.challenge(0.0, algorithms=("SHA-512-256",))
+
+
+def test_linphone_shaped_authorization_is_accepted() -> None:
+    # Parameter order and doubled spaces as liblinphone 5.1 writes them, algorithm SHA-256,
+    # Request-URI without user part, a +sip.instance Contact parameter.
+    registrar = make_registrar()
+    request = register_request(
+        contacts=(
+            '<sip:john@127.0.0.1:35064;transport=udp>;+sip.instance="<urn:uuid:24497ebe-3110>"',
+        ),
+        extra=("User-Agent: Linphonec/5.1.65",),
+    )
+    first = registrar.handle(request, SOURCE, 0.0)
+    challenge = parse_challenge(first.headers.lines("WWW-Authenticate")[0])
+    nonce, opaque = challenge.param("nonce"), challenge.param("opaque")
+    ha1 = hashlib.sha256(f"john:{REALM}:john-pw".encode()).hexdigest()
+    ha2 = hashlib.sha256(f"REGISTER:sip:{REALM}".encode()).hexdigest()
+    cnonce = "C3CZ1ayb8x1Cw~1A"
+    response = hashlib.sha256(f"{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}".encode()).hexdigest()
+    authorization = (
+        f' Digest realm="{REALM}", nonce="{nonce}", algorithm=SHA-256, opaque="{opaque}", '
+        f'username="john",  uri="sip:{REALM}", response="{response}", cnonce="{cnonce}", '
+        "nc=00000001, qop=auth"
+    )
+    second = register_request(
+        cseq=2,
+        contacts=(
+            '<sip:john@127.0.0.1:35064;transport=udp>;+sip.instance="<urn:uuid:24497ebe-3110>"',
+        ),
+        extra=("User-Agent: Linphonec/5.1.65", f"Authorization: {authorization}"),
+    )
+    ok = registrar.handle(second, SOURCE, 0.5)
+    assert ok.status == 200
+    [binding] = registrar.lookup("john", 0.5)
+    assert binding.contact.param("+sip.instance") == '"<urn:uuid:24497ebe-3110>"'
