@@ -511,7 +511,7 @@ def parse_flow(text: str, file: str, *, default_name: str | None = None) -> Flow
             block.problem("duplicate Identifier")
             continue
         if type_ not in SUPPORTED_BLOCK_TYPES:
-            block.problem(f"unsupported block type {type_!r} (block {identifier!r} in {file})")
+            block.problem(f"unsupported block type {type_!r}")
             continue
         params = raw.get("Parameters", {})
         if params is None:
