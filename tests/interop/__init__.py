@@ -1,0 +1,1 @@
+"""Interop tests: real softphones (baresip, linphonec) on loopback."""
