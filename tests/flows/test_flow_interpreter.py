@@ -185,15 +185,6 @@ def test_hold_and_queue_flows_loop_their_prompt(
     assert not run.finished
 
 
-def test_demo_inbound_welcomes_and_queues_to_basic_queue(registry: FlowRegistry) -> None:
-    run = start(registry, "Demo inbound", system_address="+15550100")
-    assert run.next_action() == PlayPrompt(Message(prompt="Welcome"), "customer")
-    assert step(run) == SetTargetQueue("BasicQueue")
-    assert step(run) == TransferToQueue("BasicQueue")
-    assert run.context.queue == "BasicQueue"
-    assert step(run) is None
-
-
 # -- internal logic -------------------------------------------------------------------------
 
 

@@ -36,7 +36,6 @@ DEFAULT_NAMES = {
     "default_customer_whisper.json": "Default customer whisper",
     "default_agent_transfer.json": "Default agent transfer",
     "default_queue_transfer.json": "Default queue transfer",
-    "demo_inbound.json": "Demo inbound",
 }
 
 
