@@ -114,9 +114,15 @@ class TransactionState(Enum):
 
 S = TransactionState
 
-# When two timers fall due at the same instant the one that ends the transaction wins: a
-# retransmission sent in the same breath as giving up would be noise.
-_TIMER_PRIORITY: dict[str, int] = {"B": 0, "F": 0, "H": 0, "L": 0, "M": 0, "cancel": 0}
+# Timers that end the transaction. When one is due it fires before any due retransmission
+# timer, whatever their order: after a late wake-up, retransmitting in the same breath as
+# giving up would be noise.
+_ENDING_TIMERS = frozenset({"B", "D", "F", "H", "I", "J", "K", "L", "M", "cancel"})
+
+
+# A timer counts as due this close to its deadline: asyncio may wake a call_at() handle up to
+# its clock resolution early, and the shell must not spin re-arming the same deadline.
+TIMER_SLACK = 1e-6
 
 
 def _is_reliable(transport: str) -> bool:
@@ -322,12 +328,12 @@ class Transaction:
         return min(self._deadlines.values(), default=None)
 
     def handle_timer(self, now: float) -> None:
-        """Fire every timer due at `now`, earliest first (timeouts before retransmissions)."""
+        """Fire every timer due at `now`: ending timers first, then the earliest."""
         while not self.terminated:
             due = [
-                (deadline, _TIMER_PRIORITY.get(name, 1), name)
+                (name not in _ENDING_TIMERS, deadline, name)
                 for name, deadline in self._deadlines.items()
-                if deadline <= now
+                if deadline <= now + TIMER_SLACK
             ]
             if not due:
                 return
@@ -1125,7 +1131,7 @@ class TransactionLayer:
 
     def handle_timer(self, now: float) -> None:
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        while heap and heap[0][0] <= now + TIMER_SLACK:
             deadline, _, tx = heapq.heappop(heap)
             if self._scheduled.get(tx) != deadline:
                 continue
