@@ -248,6 +248,14 @@ ctrl_tcp_listen  127.0.0.1:{self.ctrl_port}
 snd_path         {self.rec_dir}
 """
         (self.dir / "config").write_text(config)
+        # A registering account is added over ctrl_tcp once connected (see
+        # start()): one from this file registers before anyone can hear its
+        # REGISTER_OK/REGISTER_FAIL event.
+        accounts = "" if self.registrar else self.account_line() + "\n"
+        (self.dir / "accounts").write_text(accounts)
+        (self.dir / "contacts").write_text("")
+
+    def account_line(self) -> str:
         params = [f"answermode={self.answermode}", f"audio_codecs={self.codecs}"]
         if self.registrar:
             # RFC 3261 10.2: register the AOR at the registrar, authenticating
@@ -259,8 +267,7 @@ snd_path         {self.rec_dir}
         else:
             line = f"<{self.uri}>"
             params.append("regint=0")
-        (self.dir / "accounts").write_text(line + ";" + ";".join(params) + "\n")
-        (self.dir / "contacts").write_text("")
+        return line + ";" + ";".join(params)
 
     async def start(self) -> None:
         if shutil.which("baresip") is None:
@@ -295,6 +302,8 @@ snd_path         {self.rec_dir}
                     ) from None
                 await asyncio.sleep(0.1)
         self._tasks.append(asyncio.create_task(self._read_loop()))
+        if self.registrar:
+            await self.command("uanew", self.account_line())
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
