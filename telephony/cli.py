@@ -29,21 +29,86 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the switch (the built-in demo lab without --config)")
-    serve.add_argument("--config", type=Path, help="instance config YAML (default: built-in demo lab)")
-    serve.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--advertise", help="address put in Via/Contact/SDP (default: --bind)")
-    serve.add_argument("--sip-port", type=int, default=5060, help="SIP port, UDP and TCP (default 5060)")
+    serve = commands.add_parser(
+        "serve", help="run the switch (the built-in demo lab without --config)"
+    )
     serve.add_argument(
-        "--rtp-ports", type=_port_range, default=(20000, 20999), metavar="A-B",
+        "--config", type=Path, help="instance config YAML (default: built-in demo lab)"
+    )
+    serve.add_argument(
+        "--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--advertise", help="address put in Via/Contact/SDP (default: --bind)")
+    serve.add_argument(
+        "--sip-port", type=int, default=5060, help="SIP port, UDP and TCP (default 5060)"
+    )
+    serve.add_argument(
+        "--rtp-ports",
+        type=_port_range,
+        default=(20000, 20999),
+        metavar="A-B",
         help="RTP port range (default 20000-20999)",
     )
     serve.add_argument("--data-dir", type=Path, default=Path("data"), help="recordings and records")
     serve.add_argument(
-        "--rtp-timeout", type=float, default=30.0,
+        "--rtp-timeout",
+        type=float,
+        default=30.0,
         help="hang up a call when no RTP arrived on it for this many seconds (default 30)",
     )
+
+    check = commands.add_parser("check", help="validate instance config YAML or flow JSON files")
+    check.add_argument("paths", nargs="+", type=Path, metavar="CONFIG|FLOW")
+
+    prompts = commands.add_parser("prompts", help="generated audio")
+    prompt_commands = prompts.add_subparsers(dest="prompts_command", required=True)
+    build = prompt_commands.add_parser(
+        "build", help="synthesise every prompt (espeak-ng), the beep and the hold music"
+    )
+    build.add_argument(
+        "--config", type=Path, help="instance config (default: the built-in demo lab)"
+    )
+    build.add_argument(
+        "--out", type=Path, help="output folder (default: the shipped demo audio, or DATA/prompts)"
+    )
     return parser
+
+
+def _check(paths: list[Path]) -> int:
+    from telephony.center.config import check
+
+    failed = 0
+    for path in paths:
+        problems = check(path)
+        for problem in problems:
+            print(problem)
+        if problems:
+            failed += 1
+        else:
+            print(f"{path}: ok")
+    return 1 if failed else 0
+
+
+def _prompts_build(args: argparse.Namespace) -> int:
+    from media.prompts import DEFAULT_AUDIO_DIR, PromptError, build_default_audio, build_prompts
+    from telephony.center.config import ConfigError, load_config
+
+    try:
+        if args.config is None:
+            build_default_audio(args.out or DEFAULT_AUDIO_DIR)
+            return 0
+        config = load_config(args.config)
+        texts = {name: p.text for name, p in config.prompts.items() if p.text is not None}
+        out = args.out or Path("data") / "prompts"
+        build_default_audio(out)
+        build_prompts(texts, out, manifest=False)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except PromptError as exc:
+        print(f"qconnect prompts build: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -78,13 +143,17 @@ async def _serve(args: argparse.Namespace) -> int:
         sip_port=args.sip_port,
         rtp_ports=args.rtp_ports,
         rtp_timeout=args.rtp_timeout,
+        record_dir=args.data_dir / "recordings",
     )
     args.data_dir.mkdir(parents=True, exist_ok=True)
     switch = Switch(settings, passwords.get)
     try:
         await switch.start()
     except OSError as exc:
-        print(f"qconnect: cannot listen on {args.bind}:{args.sip_port}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"qconnect: cannot listen on {args.bind}:{args.sip_port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 2
     log.info("users: %s", ", ".join(sorted(passwords)))
     stop = asyncio.Event()
@@ -103,6 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         _install_uvloop()
         return asyncio.run(_serve(args))
+    if args.command == "check":
+        return _check(args.paths)
+    if args.command == "prompts":
+        return _prompts_build(args)
     return 2
 
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 
 import numpy as np
 import numpy.typing as npt
 
 from media import sdp
+from media.dtmf import DtmfReceiver, DtmfSender
 from media.g711 import Law
-from media.rtp import RtpError, RtpPacket
+from media.rtp import RtpError, RtpPacket, RtpSender
 
 log = logging.getLogger("qconnect.lab.media")
 
@@ -30,7 +30,7 @@ class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, owner: CallMedia) -> None:
         self.owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.owner._received(data, addr)
 
 
@@ -52,12 +52,11 @@ class CallMedia:
         self._source: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
         self._source_pos = 0
         self._loop_source = False
-        self._ssrc = secrets.randbits(32)
-        self._seq = secrets.randbits(16)
-        self._ts = secrets.randbits(32)
+        self._rtp = RtpSender(0)
+        self._dtmf = DtmfSender(self._rtp, DTMF_PT)
+        self._dtmf_in = DtmfReceiver()
         self._last_offer: sdp.SessionDescription | None = None
         self._last_sent: sdp.SessionDescription | None = None
-        self._dtmf_queue: list[bytes] = []
         # recording: frames keyed by their slot (20 ms units since the recording started)
         self._start: float | None = None
         self._first_ts: int | None = None
@@ -76,7 +75,9 @@ class CallMedia:
         if self._transport is not None:
             return
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=(self.bind, 0))
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self), local_addr=(self.bind, 0)
+        )
         self._transport = transport
         self.port = transport.get_extra_info("sockname")[1]
         self._start = loop.time()
@@ -94,8 +95,12 @@ class CallMedia:
 
     def offer(self) -> bytes:
         self._last_offer = sdp.make_offer(
-            address=self.bind, port=self.port, codecs=self.codecs, dtmf_payload_type=DTMF_PT,
-            direction=sdp.Direction(self.direction), previous=self._last_sent,
+            address=self.bind,
+            port=self.port,
+            codecs=self.codecs,
+            dtmf_payload_type=DTMF_PT,
+            direction=sdp.Direction(self.direction),
+            previous=self._last_sent,
         )
         self._last_sent = self._last_offer
         return self._last_offer.serialize()
@@ -103,8 +108,12 @@ class CallMedia:
     def answer(self, offer_body: bytes) -> bytes:
         offer = sdp.SessionDescription.parse(offer_body)
         answer, negotiated = sdp.make_answer(
-            offer, address=self.bind, port=self.port, codecs=self.codecs,
-            direction=sdp.Direction(self.direction), previous=self._last_sent,
+            offer,
+            address=self.bind,
+            port=self.port,
+            codecs=self.codecs,
+            direction=sdp.Direction(self.direction),
+            previous=self._last_sent,
         )
         self._last_sent = answer
         self._apply(negotiated)
@@ -131,10 +140,8 @@ class CallMedia:
         self._loop_source = loop
 
     def send_dtmf(self, digits: str) -> None:
-        from media.dtmf import dtmf_packets
-
-        for digit in digits:
-            self._dtmf_queue.extend(dtmf_packets(digit, payload_type=DTMF_PT))
+        """RFC 4733 events, in place of audio while each key is down."""
+        self._dtmf.send(digits, asyncio.get_running_loop().time())
 
     def _next_frame(self) -> npt.NDArray[np.int16]:
         end = self._source_pos + FRAME
@@ -155,23 +162,27 @@ class CallMedia:
         while True:
             tick += 1
             await asyncio.sleep(max(0.0, start + tick * PTIME - loop.time()))
+            now = loop.time()
             frame = self._next_frame()
-            self._ts = (self._ts + FRAME) & 0xFFFFFFFF
-            if self._transport is None or self.remote is None or self.direction in ("recvonly", "inactive"):
+            self._rtp.payload_type = self.payload_type
+            if self._dtmf.pending:
+                packets = self._dtmf.packets_due(now)
+                if packets or self._dtmf.busy:
+                    self._transmit(packets)
+                    continue
+            if self.direction in ("recvonly", "inactive"):
+                self._rtp.skip(FRAME)
                 continue
-            if self._dtmf_queue:
-                payload = self._dtmf_queue.pop(0)
-                packet = RtpPacket(payload_type=DTMF_PT, sequence=self._seq, timestamp=self._ts,
-                                   ssrc=self._ssrc, payload=payload)
-            else:
-                packet = RtpPacket(payload_type=self.payload_type, sequence=self._seq,
-                                   timestamp=self._ts, ssrc=self._ssrc,
-                                   payload=self.law.encode(frame).tobytes())
-            self._seq = (self._seq + 1) & 0xFFFF
-            if self.sending:
-                self._transport.sendto(packet.serialize(), self.remote)
-                if packet.payload_type != DTMF_PT:
-                    self.raw_sent.append(packet.payload)
+            payload = self.law.encode(frame).tobytes()
+            self._transmit([self._rtp.packet(payload, now=now)])
+
+    def _transmit(self, packets: list[RtpPacket]) -> None:
+        if self._transport is None or self.remote is None or not self.sending:
+            return
+        for packet in packets:
+            self._transport.sendto(packet.serialize(), self.remote)
+            if packet.payload_type != DTMF_PT:
+                self.raw_sent.append(packet.payload)
 
     # --- receiving ---
 
@@ -180,7 +191,11 @@ class CallMedia:
             packet = RtpPacket.parse(data)
         except RtpError:
             return
-        if packet.payload_type == DTMF_PT or packet.payload_type > 34 and packet.payload_type not in (0, 8):
+        if (
+            packet.payload_type == DTMF_PT
+            or packet.payload_type > 34
+            and packet.payload_type not in (0, 8)
+        ):
             return
         loop = asyncio.get_running_loop()
         assert self._start is not None

@@ -20,7 +20,7 @@ from telephony.sip.dialog import Dialog
 from telephony.sip.digest import authorization_header, pick_challenge
 from telephony.sip.headers import NameAddr
 from telephony.sip.message import Headers, Request, Response, make_response
-from telephony.sip.transaction import new_call_id
+from telephony.sip.transaction import ClientTransaction, ServerTransaction, new_call_id
 from telephony.sip.uri import SipUri
 from telephony.switch.endpoint import Incoming, SipEndpoint
 from telephony.transport.base import Address
@@ -53,7 +53,7 @@ class PhoneCall:
     media: CallMedia
     state: CallState = CallState.RINGING
     dialog: Dialog | None = None
-    tx: object | None = None  # server transaction of an incoming INVITE
+    tx: ServerTransaction | ClientTransaction | None = None  # the INVITE's transaction
     local_tag: str = ""
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     established: asyncio.Event = field(default_factory=asyncio.Event)
@@ -70,25 +70,36 @@ class PhoneCall:
     def ring(self) -> None:
         assert not self.outgoing
         response = make_response(self.invite, 180, to_tag=self.local_tag)
-        self.phone.endpoint.respond(self.tx, response.with_header("Contact", str(self.phone.contact)))  # type: ignore[arg-type]
+        self.phone.endpoint.respond(
+            self._server_tx(), response.with_header("Contact", str(self.phone.contact))
+        )
 
     async def answer(self) -> None:
         assert not self.outgoing and self.state is CallState.RINGING
         await self.media.start()
         answer = self.media.answer(self.invite.body)
         response = make_response(
-            self.invite, 200, to_tag=self.local_tag,
+            self.invite,
+            200,
+            to_tag=self.local_tag,
             headers=(("Contact", str(self.phone.contact)), ("Allow", ALLOW)),
-            body=answer, content_type="application/sdp",
+            body=answer,
+            content_type="application/sdp",
         )
-        self.phone.endpoint.respond(self.tx, response)  # type: ignore[arg-type]
+        self.phone.endpoint.respond(self._server_tx(), response)
         self.dialog = Dialog.from_uas(self.invite, response)
         self._established()
 
     def reject(self, status: int = 486) -> None:
         assert not self.outgoing
-        self.phone.endpoint.respond(self.tx, make_response(self.invite, status, to_tag=self.local_tag))  # type: ignore[arg-type]
+        self.phone.endpoint.respond(
+            self._server_tx(), make_response(self.invite, status, to_tag=self.local_tag)
+        )
         self._end(f"rejected {status}")
+
+    def _server_tx(self) -> ServerTransaction:
+        assert isinstance(self.tx, ServerTransaction)
+        return self.tx
 
     # --- in-call actions ---
 
@@ -192,13 +203,18 @@ class Phone:
         response = await self._send(request)
         if response.status in (401, 407):
             challenge = pick_challenge(
-                response.headers.lines("WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate")
+                response.headers.lines(
+                    "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+                )
             )
             if challenge is None:
                 return response
             self._cseq += 1
             auth = authorization_header(
-                challenge, method="REGISTER", uri=str(request.uri), username=self.user,
+                challenge,
+                method="REGISTER",
+                uri=str(request.uri),
+                username=self.user,
                 password=password if password is not None else self.password,
             )
             header = "Authorization" if response.status == 401 else "Proxy-Authorization"
@@ -238,7 +254,9 @@ class Phone:
         response = await self._invite_transaction(call, invite, timeout)
         if response.status in (401, 407):
             challenge = pick_challenge(
-                response.headers.lines("WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate")
+                response.headers.lines(
+                    "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+                )
             )
             if challenge is None:
                 raise CallFailed(response.status, response.reason)
@@ -246,7 +264,9 @@ class Phone:
                 challenge, method="INVITE", uri=str(uri), username=self.user, password=self.password
             )
             header = "Authorization" if response.status == 401 else "Proxy-Authorization"
-            invite = self._invite(uri, media.offer(), 2, call_id=invite.call_id, from_tag=call.local_tag)
+            invite = self._invite(
+                uri, media.offer(), 2, call_id=invite.call_id, from_tag=call.local_tag
+            )
             invite = invite.with_header(header, auth)
             call.invite = invite
             response = await self._invite_transaction(call, invite, timeout)
@@ -254,14 +274,19 @@ class Phone:
             call._end(f"{response.status} {response.reason}")
             raise CallFailed(response.status, response.reason)
         call.dialog = Dialog.from_uac(invite, response)
-        ack = call.dialog.create_ack(invite, response, via=self.endpoint.via(self.registrar.transport))
-        self.endpoint.send_ack(call.tx, ack, self.registrar)  # type: ignore[arg-type]
+        ack = call.dialog.create_ack(
+            invite, response, via=self.endpoint.via(self.registrar.transport)
+        )
+        assert isinstance(call.tx, ClientTransaction)
+        self.endpoint.send_ack(call.tx, ack, self.registrar)
         call.media.apply_answer(response.body)
         call.remote_identity = response.to
         call._established()
         return call
 
-    async def _invite_transaction(self, call: PhoneCall, invite: Request, timeout: float) -> Response:
+    async def _invite_transaction(
+        self, call: PhoneCall, invite: Request, timeout: float
+    ) -> Response:
         tx, future = self.endpoint.request(invite, self.registrar)
         call.tx = tx
         try:
@@ -272,16 +297,31 @@ class Phone:
 
     async def cancel(self, call: PhoneCall) -> None:
         """CANCEL an outgoing call that is still ringing (RFC 3261 9.1)."""
-        self.endpoint.cancel(call.tx)  # type: ignore[arg-type]
+        assert isinstance(call.tx, ClientTransaction)
+        self.endpoint.cancel(call.tx)
 
     def _invite(
-        self, uri: SipUri, sdp: bytes, cseq: int, *, call_id: str | None = None, from_tag: str | None = None
+        self,
+        uri: SipUri,
+        sdp: bytes,
+        cseq: int,
+        *,
+        call_id: str | None = None,
+        from_tag: str | None = None,
     ) -> Request:
         headers = Headers.of(
             ("Via", str(self.endpoint.via(self.registrar.transport))),
             ("Max-Forwards", "70"),
-            ("From", str(NameAddr(uri=self.aor, display_name=self.user.title(),
-                                  params=(("tag", from_tag or self.endpoint.new_tag()),)))),
+            (
+                "From",
+                str(
+                    NameAddr(
+                        uri=self.aor,
+                        display_name=self.user.title(),
+                        params=(("tag", from_tag or self.endpoint.new_tag()),),
+                    )
+                ),
+            ),
             ("To", str(NameAddr(uri=uri))),
             ("Call-ID", call_id or new_call_id(self.bind)),
             ("CSeq", f"{cseq} INVITE"),
@@ -293,8 +333,10 @@ class Phone:
     async def _send_in_dialog(self, call: PhoneCall, method: str, body: bytes = b"") -> Response:
         assert call.dialog is not None
         request = call.dialog.create_request(
-            method, via=self.endpoint.via(self.registrar.transport),
-            body=body, content_type="application/sdp" if body else None,
+            method,
+            via=self.endpoint.via(self.registrar.transport),
+            body=body,
+            content_type="application/sdp" if body else None,
         )
         if method == "INVITE":
             request = request.with_header("Contact", str(self.contact))
@@ -304,7 +346,9 @@ class Phone:
             return response
         call.dialog.update_from_response(response)
         if method == "INVITE" and response.is_success:
-            ack = call.dialog.create_ack(request, response, via=self.endpoint.via(self.registrar.transport))
+            ack = call.dialog.create_ack(
+                request, response, via=self.endpoint.via(self.registrar.transport)
+            )
             self.endpoint.send_ack(tx, ack, self.registrar)
             call.media.apply_answer(response.body)
         return response
@@ -333,10 +377,16 @@ class Phone:
                 call._end("remote hangup")
             case "INVITE":
                 answer = call.media.answer(request.body) if request.body else call.media.offer()
-                response = make_response(request, 200, headers=(("Contact", str(self.contact)),),
-                                         body=answer, content_type="application/sdp")
+                response = make_response(
+                    request,
+                    200,
+                    headers=(("Contact", str(self.contact)),),
+                    body=answer,
+                    content_type="application/sdp",
+                )
                 self.endpoint.respond(tx, response)
-                call.dialog.update_from_local_response(response)
+                if call.dialog is not None:
+                    call.dialog.update_from_local_response(response)
             case "INFO":
                 self.endpoint.respond(tx, make_response(request, 200))
             case _:
@@ -345,8 +395,15 @@ class Phone:
     def _incoming_call(self, incoming: Incoming) -> None:
         request = incoming.request
         media = CallMedia(self.bind, name=self.user)
-        call = PhoneCall(self, request, outgoing=False, media=media, tx=incoming.transaction,
-                         local_tag=self.endpoint.new_tag(), remote_identity=request.from_)
+        call = PhoneCall(
+            self,
+            request,
+            outgoing=False,
+            media=media,
+            tx=incoming.transaction,
+            local_tag=self.endpoint.new_tag(),
+            remote_identity=request.from_,
+        )
         self.calls[request.call_id] = call
         call.ring()
         self.incoming.put_nowait(call)
@@ -362,8 +419,8 @@ class Phone:
         if call.state is CallState.RINGING:
             await call.answer()
 
-    def _on_cancel(self, tx: object, cancel: Request) -> None:
+    def _on_cancel(self, tx: ServerTransaction, cancel: Request) -> None:
         call = self.calls.get(cancel.call_id)
         if call is not None and call.state is CallState.RINGING:
-            self.endpoint.respond(tx, make_response(call.invite, 487, to_tag=call.local_tag))  # type: ignore[arg-type]
+            self.endpoint.respond(tx, make_response(call.invite, 487, to_tag=call.local_tag))
             call._end("cancelled")

@@ -175,7 +175,9 @@ class Headers:
             if key == cname:
                 rest = split_list(value)[1:]
                 if rest:
-                    return Headers((*self.items[:i], (cname, ", ".join(rest)), *self.items[i + 1 :]))
+                    return Headers(
+                        (*self.items[:i], (cname, ", ".join(rest)), *self.items[i + 1 :])
+                    )
                 return Headers((*self.items[:i], *self.items[i + 1 :]))
         return self
 
@@ -273,7 +275,9 @@ class _Message:
     def to_bytes(self) -> bytes:
         """Wire form; Content-Length always reflects the body (RFC 3261 20.14)."""
         lines = [self.start_line()]
-        lines.extend(f"{name}: {value}" for name, value in self.headers.items if name != "Content-Length")
+        lines.extend(
+            f"{name}: {value}" for name, value in self.headers.items if name != "Content-Length"
+        )
         lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
 

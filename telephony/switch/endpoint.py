@@ -63,14 +63,18 @@ class SipEndpoint:
         self.on_cancel: Callable[[ServerTransaction, Request], None] = lambda tx, r: None
         self.layer = TransactionLayer()
         self.transports: dict[str, Transport] = {}
-        self._pending: dict[int, tuple[asyncio.Future[Response], Callable[[Response], None] | None]] = {}
+        self._pending: dict[
+            int, tuple[asyncio.Future[Response], Callable[[Response], None] | None]
+        ] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
 
     # --- life cycle ---
 
-    async def start(self, bind: str, port: int, transports: tuple[str, ...] = ("udp", "tcp")) -> None:
+    async def start(
+        self, bind: str, port: int, transports: tuple[str, ...] = ("udp", "tcp")
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         if "udp" in transports:
             udp = UdpTransport(self._datagram)
@@ -83,7 +87,13 @@ class SipEndpoint:
             port = local.port
             self.transports["tcp"] = tcp
         self.port = port
-        log.info("SIP listening on %s:%d (%s), advertising %s", bind, port, "+".join(transports), self.advertise)
+        log.info(
+            "SIP listening on %s:%d (%s), advertising %s",
+            bind,
+            port,
+            "+".join(transports),
+            self.advertise,
+        )
 
     def close(self) -> None:
         if self._timer is not None:
@@ -163,7 +173,10 @@ class SipEndpoint:
         stamped = via.with_params(**params)
         headers = request.headers.remove_first("Via").prepend("Via", str(stamped))
         return Request(
-            method=request.method, uri=request.uri, headers=headers, body=request.body,
+            method=request.method,
+            uri=request.uri,
+            headers=headers,
+            body=request.body,
             version=request.version,
         )
 
@@ -259,11 +272,19 @@ class SipEndpoint:
                 log.debug("stray %d %s from %s", response.status, response.call_id, source)
             case TransactionTimeout(transaction=tx):
                 pending = self._pending.get(id(tx))
-                if pending is not None and not pending[0].done() and isinstance(tx, ClientTransaction):
+                if (
+                    pending is not None
+                    and not pending[0].done()
+                    and isinstance(tx, ClientTransaction)
+                ):
                     pending[0].set_result(make_response(tx.request, 408, "Request Timeout"))
             case TransactionTerminated(transaction=tx):
                 pending = self._pending.pop(id(tx), None)
-                if pending is not None and not pending[0].done() and isinstance(tx, ClientTransaction):
+                if (
+                    pending is not None
+                    and not pending[0].done()
+                    and isinstance(tx, ClientTransaction)
+                ):
                     pending[0].set_result(make_response(tx.request, 503, "Service Unavailable"))
 
     def _deliver(self, incoming: Incoming) -> None:

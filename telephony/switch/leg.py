@@ -18,7 +18,7 @@ from telephony.sip.headers import NameAddr
 from telephony.sip.message import Request, Response, make_response
 from telephony.sip.transaction import ClientTransaction, ServerTransaction
 from telephony.switch.endpoint import Incoming, SipEndpoint
-from telephony.switch.rtp_ports import MediaSocket
+from telephony.switch.media_engine import EngineLeg
 from telephony.transport.base import Address
 
 log = logging.getLogger("qconnect.leg")
@@ -41,7 +41,7 @@ class Leg:
 
     direction = "?"
 
-    def __init__(self, endpoint: SipEndpoint, media: MediaSocket, party: str, peer: Address) -> None:
+    def __init__(self, endpoint: SipEndpoint, media: EngineLeg, party: str, peer: Address) -> None:
         self.endpoint = endpoint
         self.media = media
         self.party = party
@@ -103,14 +103,19 @@ class Leg:
             return make_response(request, 488, "Not Acceptable Here")
         response = self.on_reinvite(self, request)
         if response.is_success:
-            response = response.with_header("Contact", str(self.endpoint.contact(self.peer.transport)))
+            response = response.with_header(
+                "Contact", str(self.endpoint.contact(self.peer.transport))
+            )
         return response
 
     def _ok(self, request: Request) -> Response:
         return make_response(
             request,
             200,
-            headers=(("Contact", str(self.endpoint.contact(self.peer.transport))), ("Allow", _ALLOW)),
+            headers=(
+                ("Contact", str(self.endpoint.contact(self.peer.transport))),
+                ("Allow", _ALLOW),
+            ),
         )
 
     def _acked(self, request: Request) -> None:
@@ -162,7 +167,7 @@ class IncomingLeg(Leg):
     def __init__(
         self,
         endpoint: SipEndpoint,
-        media: MediaSocket,
+        media: EngineLeg,
         party: str,
         incoming: Incoming,
     ) -> None:
@@ -173,6 +178,8 @@ class IncomingLeg(Leg):
         self.local_tag = endpoint.new_tag()
         self._ack_waiter: asyncio.Task[None] | None = None
         self._acked_event = asyncio.Event()
+        # A late offer (INVITE without SDP): our 200 offered, the phone answers in the ACK.
+        self.on_ack_sdp: Callable[[bytes], None] = lambda body: None
 
     @property
     def call_id(self) -> str:
@@ -192,7 +199,10 @@ class IncomingLeg(Leg):
             self.invite,
             200,
             to_tag=self.local_tag,
-            headers=(("Contact", str(self.endpoint.contact(self.peer.transport))), ("Allow", _ALLOW)),
+            headers=(
+                ("Contact", str(self.endpoint.contact(self.peer.transport))),
+                ("Allow", _ALLOW),
+            ),
             body=sdp,
             content_type="application/sdp",
         )
@@ -201,7 +211,9 @@ class IncomingLeg(Leg):
         self.state = LegState.CONFIRMED
         log.info("%s %s: answered", self.name, self.call_id)
         if self.peer.transport == "udp":
-            self._ack_waiter = asyncio.get_running_loop().create_task(self._retransmit_2xx(response))
+            self._ack_waiter = asyncio.get_running_loop().create_task(
+                self._retransmit_2xx(response)
+            )
 
     async def _retransmit_2xx(self, response: Response) -> None:
         # RFC 3261 13.3.1.4: the UAS core re-sends the 2xx until the ACK comes, T1 doubling to
@@ -223,12 +235,16 @@ class IncomingLeg(Leg):
         self.on_bye(self)
 
     def _acked(self, request: Request) -> None:
+        if not self._acked_event.is_set() and request.body and not self.invite.body:
+            self.on_ack_sdp(request.body)
         self._acked_event.set()
 
     def reject(self, status: int, reason: str | None = None) -> None:
         if self.state is LegState.ENDED or self.state is LegState.CONFIRMED:
             return
-        self.endpoint.respond(self.transaction, make_response(self.invite, status, reason, to_tag=self.local_tag))
+        self.endpoint.respond(
+            self.transaction, make_response(self.invite, status, reason, to_tag=self.local_tag)
+        )
         log.info("%s %s: rejected %d %s", self.name, self.call_id, status, reason or "")
         self._finish(f"rejected {status}")
 
@@ -249,7 +265,7 @@ class OutgoingLeg(Leg):
     def __init__(
         self,
         endpoint: SipEndpoint,
-        media: MediaSocket,
+        media: EngineLeg,
         party: str,
         destination: Address,
     ) -> None:
@@ -283,7 +299,9 @@ class OutgoingLeg(Leg):
             self.state = LegState.CONFIRMED
             log.info("%s %s: answered", self.name, self.call_id)
         else:
-            log.info("%s %s: failed %d %s", self.name, self.call_id, response.status, response.reason)
+            log.info(
+                "%s %s: failed %d %s", self.name, self.call_id, response.status, response.reason
+            )
             self._finish(f"{response.status} {response.reason}")
         return response
 
@@ -302,7 +320,9 @@ class OutgoingLeg(Leg):
     def _send_ack(self, response: Response) -> None:
         assert self.dialog is not None and self.invite is not None
         assert self.transaction is not None
-        ack = self.dialog.create_ack(self.invite, response, via=self.endpoint.via(self.peer.transport))
+        ack = self.dialog.create_ack(
+            self.invite, response, via=self.endpoint.via(self.peer.transport)
+        )
         self.endpoint.send_ack(self.transaction, ack, self._target())
 
     async def _abandon(self, reason: str) -> None:

@@ -7,12 +7,14 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from telephony.sip.digest import DigestServer
 from telephony.sip.message import Request, Response, make_response
 from telephony.sip.transaction import ServerTransaction
 from telephony.switch.b2bua import B2bua
 from telephony.switch.endpoint import ALLOW, Incoming, SipEndpoint
+from telephony.switch.media_engine import MediaEngine
 from telephony.switch.registrar import Registrar
 from telephony.switch.rtp_ports import PortRange
 
@@ -31,6 +33,7 @@ class SwitchSettings:
     realm: str = "qconnect"
     rtp_timeout: float = 30.0
     transports: tuple[str, ...] = ("udp", "tcp")
+    record_dir: Path | None = None  # every leg recorded here (stereo: heard left, said right)
 
     @property
     def advertised(self) -> str:
@@ -48,20 +51,25 @@ class Switch:
             passwords,
             DigestServer(settings.realm, secrets.token_bytes(32)),
         )
-        self.b2bua = B2bua(
-            self.endpoint,
-            PortRange(*settings.rtp_ports),
+        self.engine = MediaEngine(
             bind=settings.bind,
-            domain=settings.advertised,
+            advertise=settings.advertised,
+            ports=PortRange(*settings.rtp_ports),
+            record_dir=settings.record_dir,
             rtp_timeout=settings.rtp_timeout,
         )
+        self.b2bua = B2bua(self.endpoint, self.engine, domain=settings.advertised)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        await self.endpoint.start(self.settings.bind, self.settings.sip_port, self.settings.transports)
+        await self.endpoint.start(
+            self.settings.bind, self.settings.sip_port, self.settings.transports
+        )
+        self.engine.start()
 
     async def stop(self) -> None:
         await self.b2bua.close()
+        self.engine.stop()
         self.endpoint.close()
 
     # --- request dispatch ---
@@ -82,7 +90,9 @@ class Switch:
             return
         match request.method:
             case "REGISTER":
-                self.endpoint.respond(tx, self.registrar.handle(request, incoming.source, self.endpoint.now()))
+                self.endpoint.respond(
+                    tx, self.registrar.handle(request, incoming.source, self.endpoint.now())
+                )
                 while (event := self.registrar.next_event()) is not None:
                     log.info("registrar: %s", event)
             case "OPTIONS":

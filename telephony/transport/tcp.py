@@ -18,7 +18,6 @@ from telephony.transport.base import Address, Receiver
 log = logging.getLogger("qconnect.transport.tcp")
 
 
-
 class _Connection(asyncio.Protocol):
     def __init__(self, owner: TcpTransport) -> None:
         self._owner = owner

@@ -15,7 +15,7 @@ class _Protocol(asyncio.DatagramProtocol):
     def __init__(self, receive: Callable[[bytes, Address], None]) -> None:
         self._receive = receive
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self._receive(data, Address("udp", addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:

@@ -62,7 +62,9 @@ async def test_register_right_and_wrong_password(switch: Switch) -> None:
     refused_unknown = await unknown.register()
     # No user enumeration: a wrong password and an unknown user get the same answer.
     assert refused.status == refused_unknown.status == 401
-    assert len(refused.headers.lines("WWW-Authenticate")) == len(refused_unknown.headers.lines("WWW-Authenticate"))
+    assert len(refused.headers.lines("WWW-Authenticate")) == len(
+        refused_unknown.headers.lines("WWW-Authenticate")
+    )
     assert switch.registrar.lookup("maria", switch.endpoint.now()) == []
     assert len(switch.registrar.lookup("john", switch.endpoint.now())) == 1
     for p in (good, wrong, unknown):
@@ -104,9 +106,11 @@ async def test_call_bridges_audio_both_ways_bit_exact(switch: Switch, transport:
     heard_by_john = call.heard()
     assert energy_at(heard_by_maria, 600) > 10 * energy_at(heard_by_maria, 1400)
     assert energy_at(heard_by_john, 1400) > 10 * energy_at(heard_by_john, 600)
-    # Bit-exact: every G.711 payload Maria got is one John sent, in order (no transcoding).
+    # Bit-exact: the G.711 payloads Maria got while John's tone played are the ones John
+    # sent, in order: decode -> mix -> encode through the bridge changes no bit.
+    silence = {bytes([0xFF]) * 160, bytes([0x7F]) * 160}
     sent = call.media.raw_sent
-    got = [p for p in incoming.media.raw_received if any(p)]
+    got = [p for p in incoming.media.raw_received if p not in silence]
     assert len(got) > 30
     start = sent.index(got[0])
     assert sent[start : start + len(got)] == got
@@ -193,4 +197,3 @@ async def test_hold_from_phone_is_answered_in_dialog(switch: Switch) -> None:
     await call.hangup()
     await john.stop()
     await maria.stop()
-
