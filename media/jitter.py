@@ -20,6 +20,7 @@ silence suppression.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass
 from enum import Enum
@@ -114,7 +115,7 @@ class JitterBuffer:
         """Current playout delay target, a whole number of frames within the bounds."""
         wanted = self.frame_duration + 3.0 * self.jitter
         bounded = min(self.max_delay, max(self.min_delay, wanted))
-        frames = max(1, int(np.ceil(bounded / self.frame_duration - 1e-9)))
+        frames = max(1, math.ceil(bounded / self.frame_duration - 1e-9))
         return frames * self.frame_duration
 
     @property

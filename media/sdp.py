@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from media.g711 import Law
 from media.rtp import MediaError
 
 
@@ -417,6 +418,11 @@ class Negotiated:
     direction: Direction
     remote_direction: Direction
     is_hold: bool
+
+    @property
+    def law(self) -> Law:
+        """The G.711 law of the chosen codec."""
+        return Law.from_encoding_name(self.codec.name)
 
     @property
     def remote(self) -> tuple[str, int] | None:

@@ -205,6 +205,7 @@ def test_answer_follows_offer_order_and_ptime() -> None:
     answer, negotiated = make_answer(_offer(BARESIP_OFFER), address="198.51.100.1", port=30000)
     assert negotiated.codec == PCMA and negotiated.payload_type == 8
     assert negotiated.ptime == 30 and negotiated.dtmf_payload_type == 101
+    assert negotiated.law.encoding_name == "PCMA"
     assert answer.media[0].formats == ("8", "101")
 
 
