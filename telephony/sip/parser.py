@@ -602,6 +602,7 @@ class StreamFramer:
         self.max_message_size = max_message_size
         self.keepalives = 0
         self._buffer = bytearray()
+        self._gap = bytearray()
         self._failed: SipParseError | None = None
 
     @property
@@ -623,10 +624,16 @@ class StreamFramer:
         while True:
             skipped = len(self._buffer) - len(self._buffer.lstrip(b"\r\n"))
             if skipped:
-                self.keepalives += self._buffer[:skipped].count(b"\r\n\r\n")
+                # A ping may arrive split over reads: count it across them.
+                self._gap += self._buffer[:skipped]
                 del self._buffer[:skipped]
+                while (ping := self._gap.find(b"\r\n\r\n")) >= 0:
+                    self.keepalives += 1
+                    del self._gap[: ping + 4]
+                del self._gap[:-3]
             if not self._buffer:
                 return messages
+            self._gap.clear()
             end = _END_OF_HEADERS.search(self._buffer)
             if end is None:
                 if len(self._buffer) > self.max_message_size:
