@@ -1159,10 +1159,10 @@ class TransactionLayer:
             self._pending_cancels.pop(tx, None)
             self._cancels.pop(tx, None)
         elif isinstance(tx, InviteServerTransaction) and tx.last_response is not None:
-            req = tx.request
-            k = (req.call_id, req.cseq.seq, tx.last_response.to.tag or "")
-            if self._accepted.get(k) is tx:
-                del self._accepted[k]
+            if tx.last_response.is_success:
+                # Usually one entry; more if the TU sent 2xx with different To tags.
+                for k in [k for k, v in self._accepted.items() if v is tx]:
+                    del self._accepted[k]
 
     def _schedule(self, tx: Transaction) -> None:
         deadline = tx.get_timer()
