@@ -63,6 +63,8 @@ class SipEndpoint:
         self.on_cancel: Callable[[ServerTransaction, Request], None] = lambda tx, r: None
         self.layer = TransactionLayer()
         self.transports: dict[str, Transport] = {}
+        # INVITE server transactions whose 2xx awaits an ACK: what to do if none comes.
+        self._no_ack: dict[int, Callable[[], None]] = {}
         self._pending: dict[
             int, tuple[asyncio.Future[Response], Callable[[Response], None] | None]
         ] = {}
@@ -202,9 +204,18 @@ class SipEndpoint:
         self.layer.cancel(tx, self.now())
         self._pump()
 
-    def respond(self, tx: ServerTransaction, response: Response) -> None:
+    def respond(
+        self,
+        tx: ServerTransaction,
+        response: Response,
+        on_no_ack: Callable[[], None] | None = None,
+    ) -> None:
+        """Answer on a server transaction. For a 2xx to an INVITE the layer re-sends it until
+        the ACK comes (RFC 3261 13.3.1.4); `on_no_ack` runs if it never does (64*T1)."""
         if "Server" not in response.headers:
             response = response.with_added("Server", SERVER_NAME)
+        if on_no_ack is not None:
+            self._no_ack[id(tx)] = on_no_ack
         self.layer.send_response(tx, response, self.now())
         self._pump()
 
@@ -270,6 +281,8 @@ class SipEndpoint:
             case StrayResponse(response=response, source=source):
                 # The layer re-ACKs 2xx retransmissions itself; anything else is noise.
                 log.debug("stray %d %s from %s", response.status, response.call_id, source)
+            case TransactionTimeout(transaction=tx) if id(tx) in self._no_ack:
+                self._no_ack.pop(id(tx))()
             case TransactionTimeout(transaction=tx):
                 pending = self._pending.get(id(tx))
                 if (
@@ -279,6 +292,7 @@ class SipEndpoint:
                 ):
                     pending[0].set_result(make_response(tx.request, 408, "Request Timeout"))
             case TransactionTerminated(transaction=tx):
+                self._no_ack.pop(id(tx), None)
                 pending = self._pending.pop(id(tx), None)
                 if (
                     pending is not None

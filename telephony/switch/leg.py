@@ -25,9 +25,6 @@ log = logging.getLogger("qconnect.leg")
 
 _leg_numbers = itertools.count(1)
 
-T1 = 0.5
-T2 = 4.0
-
 
 class LegState(enum.Enum):
     CALLING = "calling"  # INVITE sent / received, no answer yet
@@ -176,7 +173,6 @@ class IncomingLeg(Leg):
         self.invite = incoming.request
         self.transaction: ServerTransaction = incoming.transaction
         self.local_tag = endpoint.new_tag()
-        self._ack_waiter: asyncio.Task[None] | None = None
         self._acked_event = asyncio.Event()
         # A late offer (INVITE without SDP): our 200 offered, the phone answers in the ACK.
         self.on_ack_sdp: Callable[[bytes], None] = lambda body: None
@@ -206,32 +202,16 @@ class IncomingLeg(Leg):
             body=sdp,
             content_type="application/sdp",
         )
-        self.endpoint.respond(self.transaction, response)
         self.dialog = Dialog.from_uas(self.invite, response)
         self.state = LegState.CONFIRMED
+        self.endpoint.respond(self.transaction, response, on_no_ack=self._no_ack)
         log.info("%s %s: answered", self.name, self.call_id)
-        if self.peer.transport == "udp":
-            self._ack_waiter = asyncio.get_running_loop().create_task(
-                self._retransmit_2xx(response)
-            )
 
-    async def _retransmit_2xx(self, response: Response) -> None:
-        # RFC 3261 13.3.1.4: the UAS core re-sends the 2xx until the ACK comes, T1 doubling to
-        # T2, and gives up (and hangs up) after 64*T1.
-        interval = T1
-        waited = 0.0
-        while waited < 64 * T1:
-            try:
-                await asyncio.wait_for(self._acked_event.wait(), interval)
-                return
-            except TimeoutError:
-                waited += interval
-                interval = min(2 * interval, T2)
-                if self.state is LegState.ENDED:
-                    return
-                self.endpoint.send_stateless(response, self.peer)
+    def _no_ack(self) -> None:
+        # RFC 3261 13.3.1.4: no ACK within 64*T1 (the layer re-sent the 2xx meanwhile) means
+        # the phone is gone; end the call.
         log.warning("%s %s: no ACK for 200 OK; hanging up", self.name, self.call_id)
-        await self.hangup("no ACK")
+        asyncio.get_running_loop().create_task(self.hangup("no ACK"))
         self.on_bye(self)
 
     def _acked(self, request: Request) -> None:
