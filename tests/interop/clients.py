@@ -162,12 +162,17 @@ class _Phone:
     async def _terminate(self, graceful: float = 3.0) -> None:
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            try:
-                await asyncio.wait_for(proc.wait(), graceful)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+            # Asked to quit already; then SIGTERM, then SIGKILL: never leave a
+            # phone behind holding ports.
+            for action in (None, proc.terminate, proc.kill):
+                if action is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        action()
+                try:
+                    await asyncio.wait_for(proc.wait(), graceful if action is None else 2.0)
+                    break
+                except TimeoutError:
+                    continue
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -425,6 +430,7 @@ snd_path         {self.rec_dir}
 _REGISTRATION = re.compile(
     r"for identity \[(?P<identity>[^\]]*)\] moving from state \[\w+\] to \[(?P<state>\w+)\]"
 )
+_PASSWORD_PROMPT = re.compile(r"Password for .+ on .+: ?$")
 _STDOUT_EVENTS = (
     (re.compile(r"Receiving new incoming call from (?P<d>.+), assigned id \d+"), "incoming"),
     (re.compile(r"Call \d+ to (?P<d>.+) ringing\."), "ringing"),
@@ -436,7 +442,7 @@ _STDOUT_EVENTS = (
     (re.compile(r"Resuming call \d+ with (?P<d>.+)\."), "resuming"),
     (re.compile(r"Call \d+ with (?P<d>.+) ended \((?P<r>.*)\)\."), "ended"),
     (re.compile(r"Call \d+ with (?P<d>.+) error\."), "error"),
-    (re.compile(r"Password for (?P<d>.+):"), "password_prompt"),
+    (re.compile(r"Receiving tone (?P<d>.) from"), "dtmf"),
 )
 
 
@@ -449,7 +455,7 @@ class Linphone(_Phone):
     liblinphone writes every account state change.
 
     Events: registered, registration_failed, incoming, ringing, connected,
-    streams, paused, paused_by_remote, resuming, ended, error, password_prompt.
+    streams, paused, paused_by_remote, resuming, dtmf, ended, error, password_prompt.
     """
 
     kind = "linphonec"
@@ -532,25 +538,39 @@ display=0
 
     async def _read_stdout(self, sink: BinaryIO) -> None:
         assert self._proc is not None and self._proc.stdout is not None
+        pending = b""
+        prompted = False
         try:
             while True:
-                line = await self._proc.stdout.readline()
-                if not line:
+                chunk = await self._proc.stdout.read(4096)
+                if not chunk:
                     self._emit("exited")
                     return
-                sink.write(line)
+                sink.write(chunk)
                 sink.flush()
-                text = line.decode(errors="replace").strip()
-                if text.startswith("linphonec> "):
-                    text = text[len("linphonec> ") :]
-                if "Using wav files instead of soundcard" in text:
-                    self._emit("files_mode")
-                for pattern, name in _STDOUT_EVENTS:
-                    match = pattern.search(text)
-                    if match:
-                        self._emit(name, match.group("d"))
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    self._console_line(line.decode(errors="replace").strip())
+                if lines:
+                    prompted = False
+                # The password prompt waits on an unfinished line; whatever is
+                # written next to stdin is taken as the password.
+                partial = pending.decode(errors="replace")
+                if not prompted and _PASSWORD_PROMPT.search(partial):
+                    prompted = True
+                    self._emit("password_prompt", partial.strip())
         finally:
             sink.close()
+
+    def _console_line(self, text: str) -> None:
+        if text.startswith("linphonec> "):
+            text = text[len("linphonec> ") :]
+        if "Using wav files instead of soundcard" in text:
+            self._emit("files_mode")
+        for pattern, name in _STDOUT_EVENTS:
+            match = pattern.search(text)
+            if match:
+                self._emit(name, match.group("d"))
 
     async def _tail_log(self) -> None:
         position = 0
@@ -637,9 +657,15 @@ display=0
         return self.record_file
 
     async def stop(self) -> None:
+        graceful = 3.0
         if self.running:
-            with contextlib.suppress(Exception):
-                await self.send("quit")
+            if self.saw("password_prompt"):
+                # The console reads every line as another password now (each
+                # answer re-prompts): "quit" would never be read. Signal instead.
+                graceful = 0.0
+            else:
+                with contextlib.suppress(Exception):
+                    await self.send("quit")
             if self._proc is not None and self._proc.stdin is not None:
                 self._proc.stdin.close()
-        await self._terminate()
+        await self._terminate(graceful)

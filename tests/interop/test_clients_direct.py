@@ -81,3 +81,39 @@ async def test_linphone_calls_baresip_which_answers(
 
     assert_heard(john.heard, maria_says, "baresip john")
     assert_heard(maria.heard, john_says, "linphonec maria")
+
+
+async def test_dtmf_and_hold_both_ways(
+    tmp_path: Path, phones: Callable[[Any], Any], voices: tuple[SpeechWav, SpeechWav]
+) -> None:
+    require("baresip", "linphonec")
+    john_says, maria_says = voices
+    maria = phones(Linphone(tmp_path, "maria", play=maria_says.looped, auto_answer=True))
+    john = phones(Baresip(tmp_path, "john", source=john_says.looped))
+    await maria.start()
+    await john.start()
+    await john.dial(maria.uri)
+    await john.wait_established()
+    await maria.wait_established()
+
+    # RFC 4733 events each way, as the drivers report them.
+    await john.send_dtmf("1")
+    assert (await maria.wait_event("dtmf")).detail == "1"
+    await maria.send_dtmf("#")
+    assert (await john.wait_event("CALL_DTMF_START")).detail == "#"
+
+    # Each phone's own hold button: a re-INVITE the other side sees.
+    await maria.hold()
+    await maria.wait_event("paused")
+    await john.wait_event("CALL_REMOTE_SDP")
+    await maria.resume()
+    await maria.wait_event("resuming")
+    await maria.wait_established()
+    await john.hold()
+    await maria.wait_event("paused_by_remote")
+    await john.resume()
+    await maria.wait_established()
+
+    await maria.terminate()
+    await john.wait_closed()
+    await maria.wait_closed()
