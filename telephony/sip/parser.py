@@ -38,8 +38,10 @@ _DIGITS = re.compile("[0-9]+")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _SIP_VERSION = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 _IPV4 = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+# hostname (RFC 3261 25.1), plus "_": container and Windows host names carry it and phones
+# put them in Via and Contact; refusing them would gain nothing.
 _HOSTNAME = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?"
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.)*[A-Za-z](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?\.?"
 )
 # gen-value = token / host / quoted-string (RFC 3261 25.1); host adds ":" "[" "]".
 _GEN_VALUE = re.compile(f"[{_TOKEN_CLASS}:\\[\\]]+")
@@ -303,7 +305,7 @@ def parse_via(text: str) -> Via:
             raise _fail(f"Unclosed IPv6 reference in {where}")
         host_text, i = text[i : end + 1], end + 1
     else:
-        host_match = re.compile(r"[A-Za-z0-9.\-]+").match(text, i)
+        host_match = re.compile(r"[A-Za-z0-9_.\-]+").match(text, i)
         if host_match is None:
             raise _fail(f"Missing sent-by in {where}")
         host_text, i = host_match.group(), host_match.end()
@@ -437,6 +439,8 @@ def _check_header(name: str, value: str) -> None:
         if not _RFC1123_DATE.fullmatch(value):
             raise _fail(f"Malformed Date {_show(value)}")  # RFC 4475 3.1.2.12
     elif name in _TOKEN_LISTS:
+        if not value and name in ("Supported", "Allow"):
+            return  # both may be empty (RFC 3261 20.37, 20.5): "supports nothing"
         for element in value.split(","):
             if not _TOKEN.fullmatch(element.strip(" \t")):
                 raise _fail(f"Malformed {name} {_show(value)}")
