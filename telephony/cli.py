@@ -128,7 +128,7 @@ def _install_uvloop() -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from telephony.center.config import ConfigError, demo_lab, load_config, users_with_passwords
+    from telephony.center.config import ConfigError, demo_lab, load_config
     from telephony.switch.server import Switch, SwitchSettings
 
     try:
@@ -136,17 +136,16 @@ async def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    passwords = users_with_passwords(config)
     settings = SwitchSettings(
         bind=args.bind,
         advertise=args.advertise,
         sip_port=args.sip_port,
         rtp_ports=args.rtp_ports,
         rtp_timeout=args.rtp_timeout,
-        record_dir=args.data_dir / "recordings",
+        data_dir=args.data_dir,
     )
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    switch = Switch(settings, passwords.get)
+    switch = Switch(settings, config)
     try:
         await switch.start()
     except OSError as exc:
@@ -155,7 +154,12 @@ async def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    log.info("users: %s", ", ".join(sorted(passwords)))
+    log.info(
+        "lab %r: users %s; services %s",
+        config.name,
+        ", ".join(sorted([*config.agents, *config.users])),
+        ", ".join(f"{n} ({s.type})" for n, s in config.services.items()) or "none",
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

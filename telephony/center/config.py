@@ -264,6 +264,36 @@ class DialTarget(_Model):
         return self
 
 
+class SilenceStep(_Model):
+    silence: float = Field(gt=0, le=600)
+
+
+class PromptStep(_Model):
+    prompt: str
+    seconds: float | None = Field(default=None, gt=0, le=3600)  # cut (or loop) to this length
+
+
+PlayStep = str | SilenceStep | PromptStep
+
+
+class PlaybackService(_Model):
+    """A test line: answers, plays its steps in order, hangs up (like a milliwatt line)."""
+
+    type: Literal["playback"]
+    play: list[PlayStep] = Field(min_length=1)
+    description: str = ""
+
+
+class ConferenceService(_Model):
+    """A conference room: everyone who dials it hears everyone else."""
+
+    type: Literal["conference"]
+    description: str = ""
+
+
+Service = Annotated[PlaybackService | ConferenceService, Field(discriminator="type")]
+
+
 class Prompt(_Model):
     """A prompt: text to synthesise, a WAV file, or a synthesised tone."""
 
@@ -302,6 +332,7 @@ class InstanceConfig(_Model):
     phone_numbers: dict[E164, PhoneNumber] = Field(default_factory=dict)
     dial_plan: dict[E164, DialTarget] = Field(default_factory=dict)
     prompts: dict[str, Prompt] = Field(default_factory=dict)
+    services: dict[str, Service] = Field(default_factory=dict)  # dial string -> lab service
 
     _source: Path | None = PrivateAttr(default=None)
     _flows: FlowRegistry | None = PrivateAttr(default=None)
@@ -588,6 +619,22 @@ def _cross_check(cfg: InstanceConfig, flows: FlowRegistry | None) -> list[tuple[
         path = cfg.prompt_path(prompt)
         if path is not None:
             need(path.is_file(), ("prompts", name, "wav"), f"no such file {str(path)!r}")
+    known_prompts = cfg.all_prompts()
+    for number, service in cfg.services.items():
+        need(
+            number not in cfg.agents and number not in cfg.users,
+            ("services", number),
+            f"{number!r} is also a user name",
+        )
+        if isinstance(service, PlaybackService):
+            for index, step in enumerate(service.play):
+                ref = step if isinstance(step, str) else getattr(step, "prompt", None)
+                if ref is not None:
+                    need(
+                        cfg.prompt(ref) is not None,
+                        ("services", number, "play", index),
+                        f"unknown prompt {ref!r} (known: {', '.join(sorted(known_prompts))})",
+                    )
     return errors
 
 

@@ -11,9 +11,9 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from media.player import Clip
-from media.prompts import prompt_path
 from media.sdp import SdpError
 from telephony.sip.headers import NameAddr
 from telephony.sip.message import Headers, Request, Response, make_response
@@ -48,10 +48,13 @@ class Call:
 class B2bua:
     """Routes INVITEs between registered users and owns the calls it set up."""
 
-    def __init__(self, endpoint: SipEndpoint, engine: MediaEngine, *, domain: str) -> None:
+    def __init__(
+        self, endpoint: SipEndpoint, engine: MediaEngine, *, domain: str, hold_music: Path
+    ) -> None:
         self.endpoint = endpoint
         self.engine = engine
         self.domain = domain
+        self.hold_music = hold_music
         self.calls: set[Call] = set()
         self.legs_by_dialog: dict[tuple[str, str], Leg] = {}  # (Call-ID, our tag)
         self.pending: dict[str, IncomingLeg] = {}  # INVITE branch of unanswered callers
@@ -170,14 +173,9 @@ class B2bua:
     def _reinvite(self, call: Call, leg: Leg, request: Request) -> Response:
         """A phone re-offered: its hold button (sendonly/inactive), a resume, a new address.
         We answer for our end of its leg; while it holds, the other party hears music."""
-        if not request.body:
-            return make_response(
-                request, 200, body=leg.media.offer(), content_type="application/sdp"
-            )
-        try:
-            answer = leg.media.answer(request.body)
-        except SdpError as exc:
-            return make_response(request, exc.status, str(exc))
+        response = leg.answer_offer(request)
+        if not response.is_success:
+            return response
         other = call.other(leg)
         if leg.media.on_hold_by_phone and call.hold_music is None:
             log.info(
@@ -187,15 +185,13 @@ class B2bua:
                 other.party,
             )
             self.engine.disconnect(leg.media, other.media)
-            call.hold_music = self.engine.play(
-                other.media, Clip(prompt_path("hold_music")), loop=True
-            )
+            call.hold_music = self.engine.play(other.media, Clip(self.hold_music), loop=True)
         elif not leg.media.on_hold_by_phone and call.hold_music is not None:
             log.info("call %s: %s resumes", call.caller.call_id, leg.party)
             call.hold_music.stop()
             call.hold_music = None
             self.engine.connect(leg.media, other.media)
-        return make_response(request, 200, body=answer, content_type="application/sdp")
+        return response
 
     def _silent(self, call: Call, leg: Leg) -> None:
         if leg.media.on_hold_by_phone or leg.state is not LegState.CONFIRMED:

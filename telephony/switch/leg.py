@@ -13,6 +13,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
+from media.sdp import SdpError
 from telephony.sip.dialog import Dialog
 from telephony.sip.headers import NameAddr
 from telephony.sip.message import Request, Response, make_response
@@ -95,10 +96,24 @@ class Leg:
             case _:
                 self.endpoint.respond(tx, make_response(request, 405, headers=(("Allow", _ALLOW),)))
 
+    def answer_offer(self, request: Request) -> Response:
+        """Answer a re-INVITE/UPDATE for our end of this leg's media (RFC 3264 8): a new
+        address, codec or direction (the phone's hold button); no SDP -> we offer."""
+        if not request.body:
+            return make_response(
+                request, 200, body=self.media.offer(), content_type="application/sdp"
+            )
+        try:
+            answer = self.media.answer(request.body)
+        except SdpError as exc:
+            return make_response(request, exc.status, str(exc))
+        return make_response(request, 200, body=answer, content_type="application/sdp")
+
     def _answer_offer(self, request: Request) -> Response:
         if self.on_reinvite is None:
-            return make_response(request, 488, "Not Acceptable Here")
-        response = self.on_reinvite(self, request)
+            response = self.answer_offer(request)
+        else:
+            response = self.on_reinvite(self, request)
         if response.is_success:
             response = response.with_header(
                 "Contact", str(self.endpoint.contact(self.peer.transport))

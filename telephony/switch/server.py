@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from telephony.center.config import InstanceConfig, users_with_passwords
 from telephony.sip.digest import DigestServer
 from telephony.sip.message import Request, Response, make_response
 from telephony.sip.transaction import ServerTransaction
 from telephony.switch.b2bua import B2bua
 from telephony.switch.endpoint import ALLOW, Incoming, SipEndpoint
 from telephony.switch.media_engine import MediaEngine
+from telephony.switch.prompts import PromptLibrary
 from telephony.switch.registrar import Registrar
 from telephony.switch.rtp_ports import PortRange
+from telephony.switch.services import Services
 
 log = logging.getLogger("qconnect.switch")
 
@@ -33,7 +37,8 @@ class SwitchSettings:
     realm: str = "qconnect"
     rtp_timeout: float = 30.0
     transports: tuple[str, ...] = ("udp", "tcp")
-    record_dir: Path | None = None  # every leg recorded here (stereo: heard left, said right)
+    data_dir: Path | None = None  # recordings/ (every leg) and prompts/ (speech cache)
+    record: bool = True
 
     @property
     def advertised(self) -> str:
@@ -41,9 +46,13 @@ class SwitchSettings:
 
 
 class Switch:
-    def __init__(self, settings: SwitchSettings, passwords: Callable[[str], str | None]) -> None:
+    def __init__(self, settings: SwitchSettings, config: InstanceConfig) -> None:
         self.settings = settings
-        self.passwords = passwords
+        self.config = config
+        self.passwords: Callable[[str], str | None] = users_with_passwords(config).get
+        passwords = self.passwords
+        data_dir = settings.data_dir or Path(tempfile.mkdtemp(prefix="qconnect-"))
+        self.prompts = PromptLibrary(config, data_dir / "prompts")
         self.endpoint = SipEndpoint(advertise=settings.advertised, on_request=self._on_request)
         self.endpoint.on_cancel = self._on_cancel
         self.registrar = Registrar(
@@ -55,10 +64,18 @@ class Switch:
             bind=settings.bind,
             advertise=settings.advertised,
             ports=PortRange(*settings.rtp_ports),
-            record_dir=settings.record_dir,
+            record_dir=data_dir / "recordings" if settings.record else None,
             rtp_timeout=settings.rtp_timeout,
         )
-        self.b2bua = B2bua(self.endpoint, self.engine, domain=settings.advertised)
+        self.b2bua = B2bua(
+            self.endpoint,
+            self.engine,
+            domain=settings.advertised,
+            hold_music=self.prompts.hold_music,
+        )
+        self.services = Services(
+            self.endpoint, self.engine, config, self.prompts, self.b2bua.legs_by_dialog
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -138,6 +155,9 @@ class Switch:
         uri = request.sip_uri
         assert uri is not None
         target = uri.user or ""
+        if self.services.handles(target):
+            self._spawn(self.services.answer(incoming, auth, target))
+            return
         if self.passwords(target) is None:
             self.endpoint.respond(tx, make_response(request, 404, to_tag=self.endpoint.new_tag()))
             return

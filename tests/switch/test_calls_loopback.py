@@ -6,11 +6,13 @@ import asyncio
 import random
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from media.analysis import goertzel
+from telephony.center.config import demo_lab
 from telephony.lab.phone import CallFailed, CallState, Phone
 from telephony.switch.server import Switch, SwitchSettings
 from telephony.transport.base import Address
@@ -31,8 +33,9 @@ def rtp_range() -> tuple[int, int]:
 
 
 @pytest.fixture
-async def switch() -> AsyncIterator[Switch]:
-    sw = Switch(SwitchSettings(sip_port=0, rtp_ports=rtp_range(), rtp_timeout=2.0), USERS.get)
+async def switch(tmp_path: Path) -> AsyncIterator[Switch]:
+    settings = SwitchSettings(sip_port=0, rtp_ports=rtp_range(), rtp_timeout=2.0, data_dir=tmp_path)
+    sw = Switch(settings, demo_lab())
     await sw.start()
     yield sw
     await sw.stop()
