@@ -78,17 +78,18 @@ class SipEndpoint:
         self, bind: str, port: int, transports: tuple[str, ...] = ("udp", "tcp")
     ) -> None:
         self._loop = asyncio.get_running_loop()
-        if "udp" in transports:
-            udp = UdpTransport(self._datagram)
-            local = await udp.start(bind, port)
-            port = local.port  # port 0: TCP takes the same number UDP got
-            self.transports["udp"] = udp
-        if "tcp" in transports:
-            tcp = TcpTransport(self._datagram)
-            local = await tcp.start(bind, port)
-            port = local.port
-            self.transports["tcp"] = tcp
-        self.port = port
+        # Port 0: any free port, the same number for every transport; the UDP number the
+        # kernel picks may be taken for TCP, so try a few.
+        for attempt in range(1 if port else 20):
+            try:
+                self.port = await self._listen(bind, port, transports)
+                break
+            except OSError:
+                for transport in self.transports.values():
+                    transport.close()
+                self.transports.clear()
+                if port or attempt == 19:
+                    raise
         log.info(
             "SIP listening on %s:%d (%s), advertising %s",
             bind,
@@ -96,6 +97,17 @@ class SipEndpoint:
             "+".join(transports),
             self.advertise,
         )
+
+    async def _listen(self, bind: str, port: int, transports: tuple[str, ...]) -> int:
+        if "udp" in transports:
+            udp = UdpTransport(self._datagram)
+            self.transports["udp"] = udp
+            port = (await udp.start(bind, port)).port
+        if "tcp" in transports:
+            tcp = TcpTransport(self._datagram)
+            self.transports["tcp"] = tcp
+            port = (await tcp.start(bind, port)).port
+        return port
 
     def close(self) -> None:
         if self._timer is not None:

@@ -237,14 +237,18 @@ class Registrar:
         required = request.headers.values("Require")
         if required:
             raise _Reject(420, None, Unsupported=", ".join(required))
+        # Step 5's syntax part first: an address-of-record must be a SIP or SIPS URI, and a
+        # malformed request gets its 400 without a challenge round first (RFC 4475 3.3.3).
+        to_uri = request.to.uri
+        if not isinstance(to_uri, SipUri):
+            raise _Reject(400, "To must hold a SIP or SIPS address-of-record")
         # Step 3: authenticate.
         auth = self.authenticate(request, now)
         if isinstance(auth, Response):
             return auth
         user = auth
         # Steps 4-5: the address-of-record is the To URI; one may only register oneself.
-        to_uri = request.to.uri
-        if not isinstance(to_uri, SipUri) or not to_uri.user:
+        if not to_uri.user:
             raise _Reject(404, "Not Found")
         if to_uri.user != user:
             raise _Reject(403, "Forbidden")

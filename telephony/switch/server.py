@@ -26,6 +26,10 @@ log = logging.getLogger("qconnect.switch")
 
 # RFC 3261 8.2.2.3: extensions we implement; anything else in Require gets 420.
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+KNOWN_METHODS = frozenset(
+    "INVITE ACK CANCEL BYE OPTIONS REGISTER INFO UPDATE PRACK SUBSCRIBE NOTIFY REFER MESSAGE "
+    "PUBLISH".split()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +134,16 @@ class Switch:
                 # A CANCEL matching no INVITE transaction (RFC 3261 9.2).
                 self.endpoint.respond(tx, make_response(request, 481))
             case _:
-                self.endpoint.respond(tx, make_response(request, 405, headers=(("Allow", ALLOW),)))
+                # RFC 3261 8.2.1: a method we know but do not take is 405; an unknown one 501.
+                status = 405 if request.method in KNOWN_METHODS else 501
+                self.endpoint.respond(
+                    tx, make_response(request, status, headers=(("Allow", ALLOW),))
+                )
 
     def _precheck(self, request: Request) -> Response | None:
-        """What RFC 3261 8.2 says a UAS checks before looking at the method."""
+        """What RFC 3261 8.2 says a UAS checks before acting on a request: hops, the URI
+        scheme, required extensions (8.2.2), then whether it can read the body and answer in a
+        body the caller accepts (8.2.3)."""
         max_forwards = request.headers.get("Max-Forwards")
         if max_forwards is not None and max_forwards.strip() == "0" and request.method != "OPTIONS":
             return make_response(request, 483)
@@ -143,6 +153,14 @@ class Switch:
         unsupported = [r for r in required if r not in SUPPORTED_EXTENSIONS]
         if unsupported and request.method not in ("CANCEL",):
             return make_response(request, 420, headers=(("Unsupported", ", ".join(unsupported)),))
+        if request.method == "INVITE":
+            if request.body and request.content_type != "application/sdp":
+                return make_response(request, 415, headers=(("Accept", "application/sdp"),))
+            accepted = [a.split(";")[0].strip().lower() for a in request.headers.values("Accept")]
+            if accepted and not any(
+                a in ("application/sdp", "application/*", "*/*") for a in accepted
+            ):
+                return make_response(request, 406, headers=(("Accept", "application/sdp"),))
         return None
 
     def _invite(self, incoming: Incoming, tx: ServerTransaction) -> None:

@@ -38,7 +38,7 @@ class _Connection(asyncio.Protocol):
             messages = self._framer.feed(data)
         except SipParseError as exc:
             log.warning("tcp %s: unframeable input (%s); closing", self.peer, exc.reason)
-            answer = error_response_for(data, exc)
+            answer = error_response_for(self._framer.pending or data, exc)
             if answer is not None:
                 self.transport.write(answer)
             self.transport.close()
