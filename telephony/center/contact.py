@@ -204,6 +204,23 @@ class Contact:
 _ACTIVE_VIEW = (ContactState.OFFERED, ContactState.ACTIVE)
 
 
+@dataclass(frozen=True, slots=True)
+class AudioPlan:
+    """Who hears whom on one customer's call, derived from the banners.
+
+    ``links`` are pairs of parties bridged both ways (pjmedia: connect the two
+    slots); ``on_hold`` maps a held party to the hold flow it hears
+    (``customer`` = the customer hold flow, ``agent`` = the agent hold flow).
+    Parties are ``customer``, agent logins and E.164 numbers.
+    """
+
+    links: frozenset[frozenset[str]]
+    on_hold: Mapping[str, str]
+
+    def hears(self, a: str, b: str) -> bool:
+        return frozenset((a, b)) in self.links
+
+
 class ContactModel:
     """All contacts of the instance and the router behind them."""
 
@@ -273,6 +290,52 @@ class ContactModel:
                 for c in self.contacts_of(agent)
             ],
         }
+
+    def audio_plan(self, contact_id: str) -> AudioPlan:
+        """Who hears whom now on the call of ``contact_id``'s customer (any contact of the
+        chain). Pending parties (ringing, in a flow, whispering) are in no link: the
+        executor plays them their flow or ringback."""
+        holder = self.customer_contact(contact_id)
+        links: set[frozenset[str]] = set()
+        on_hold: dict[str, str] = {}
+
+        def link(a: str, b: str) -> None:
+            links.add(frozenset((a, b)))
+
+        initial = holder.initial_connection
+        third = holder.third_party
+        customer = holder.customer
+        if holder.state is ContactState.UNATTENDED:
+            if third is not None and third.state in ANSWERED:
+                link(customer, third.party)
+        elif holder.state is ContactState.ACTIVE and holder.agent is not None:
+            agent = holder.agent
+            customer_live = initial is not None and initial.live
+            third_live = third is not None and third.state in ANSWERED
+            if customer_live and initial is not None:
+                if initial.state is _S.CONNECTED:
+                    link(agent, customer)
+                elif initial.state is _S.ON_HOLD:
+                    on_hold[customer] = "customer"
+            if third_live and third is not None:
+                party = third.party
+                held_by_them = False
+                if third.transfer_contact is not None:
+                    theirs = self._contacts[third.transfer_contact].initial_connection
+                    held_by_them = theirs is not None and theirs.state is _S.ON_HOLD
+                if held_by_them:
+                    # Maria put her side on hold: the transferring agent hears agent hold.
+                    on_hold[agent] = "agent"
+                elif third.state is _S.CONNECTED:
+                    link(agent, party)
+                elif third.state is _S.ON_HOLD:
+                    on_hold[party] = "agent" if third.kind is PartyKind.AGENT else "customer"
+                elif third.state is _S.JOINED:
+                    link(agent, party)
+                    if customer_live and initial is not None and initial.state is _S.JOINED:
+                        link(agent, customer)
+                        link(customer, party)
+        return AudioPlan(frozenset(links), on_hold)
 
     def available_actions(self, agent: str, contact_id: str) -> dict[str, Any]:
         """What ``agent`` may do now: ``{"contact": [...], "connections": {id: [...]}}``;
@@ -362,6 +425,7 @@ class ContactModel:
         if contact.state is not ContactState.OFFERED or offer is None or offer.agent != agent:
             raise CenterError(f"contact {contact_id} is not ringing for {agent}")
         self.router.accept(offer.id, now)
+        self._pump(now)  # OfferAccepted goes out before the banner it causes
         contact.state = ContactState.ACTIVE
         self._step(contact, self._initial(contact), Step.ACCEPT, now)
         self._settle(now)
@@ -677,10 +741,8 @@ class ContactModel:
 
     def _own_connection(self, agent: str, connection_id: str) -> tuple[Connection, Contact]:
         conn = self.connection(connection_id)
-        contact = self.own_contact(agent, conn.contact)
-        if contact.state is not ContactState.ACTIVE:
-            raise CenterError(f"contact {contact.id} is {contact.state.value}")
-        return conn, contact
+        # An offered contact's Incoming connection is left to the table to refuse.
+        return conn, self.own_contact(agent, conn.contact)
 
     # -- internals: state changes ----------------------------------------------------------
 
@@ -792,14 +854,15 @@ class ContactModel:
         if contact.state is ContactState.ENDED:
             return
         self._ending.add(contact.id)
-        for conn in contact.connections.values():
-            if conn.live:
-                self._step(contact, conn, Step.END, now, reason=reason)
         if (
             self.router.offer_for_contact(contact.id) is not None
             or contact.id in self.router.queues
         ):
             self.router.dequeue(contact.id, now, reason)
+            self._pump(now)  # the offer's withdrawal ends the Incoming connection first
+        for conn in contact.connections.values():
+            if conn.live:
+                self._step(contact, conn, Step.END, now, reason=reason)
         agent = contact.agent
         if agent is not None and self.router.agents[agent].contact == contact.id:
             self.router.agent_freed(agent, now)
@@ -886,7 +949,9 @@ class ContactModel:
         link = self._connections[contact.origin]
         previous = self._contacts[link.contact]
         if link.live:
-            text = reason if by is not None else f"{agent} hung up"
+            # John's CCP names who went: "maria hung up", "maria left", "john ended …".
+            mine = by is None or by == agent
+            text = f"{agent} hung up" if mine and not reason.startswith(f"{agent} ") else reason
             self._step(previous, link, Step.END, now, reason=text)
             self._unjoin_others(previous, now)
             initial = previous.initial_connection

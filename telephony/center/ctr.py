@@ -15,7 +15,7 @@ kind               fields                                              derived i
 ``prompt``         what, to, start, end (optional), id (optional)      ``prompts``
 ``promptEnd``      id, end                                             the ``prompt`` with that id
 ``banner``         connection, party, banner, previous, agent, reason  ``holds`` (count, duration)
-``quickConnect``   name, kind, target, transferContact                 ``transfers`` (endpoint)
+``quickConnect``   name, quickConnectType, target,                      ``transfers`` (endpoint)
 ``transfer``       endpoint, ...                                       ``transfers``
 ``handover``       agent, party, toContact                             ``transfers``
 ``transferFailed`` connection, party, reason                           ``transfers`` (failed)
@@ -89,7 +89,7 @@ class CtrStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def record(self, contact_id: str, kind: str, at: float, **fields: Any) -> None:
+    def record(self, contact_id: str, kind: str, at: float, /, **fields: Any) -> None:
         """Append one entry to the contact's timeline, committed before returning."""
         payload = json.dumps(fields, default=str, sort_keys=True)
         with self._db:  # one transaction: both statements or neither

@@ -204,7 +204,7 @@ class QuickConnectStarted(_Event):
     connection: str
     agent: str
     name: str
-    kind: str  # user | queue | phone_number
+    quick_connect_type: str  # user | queue | phone_number (Amazon Connect QuickConnectType)
     target: str  # agent login, queue name or E.164 number
     flow: str | None
     transfer_contact: str | None
