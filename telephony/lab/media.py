@@ -16,6 +16,7 @@ import numpy.typing as npt
 from media import sdp
 from media.dtmf import DtmfReceiver, DtmfSender
 from media.g711 import Law
+from media.rtcp import RtcpError, RtcpPacket, parse_compound
 from media.rtp import RtpError, RtpPacket, RtpSender
 
 log = logging.getLogger("qconnect.lab.media")
@@ -34,6 +35,17 @@ class _Protocol(asyncio.DatagramProtocol):
         self.owner._received(data, addr)
 
 
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: CallMedia) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.owner.rtcp_received.extend(parse_compound(data))
+        except RtcpError:
+            pass
+
+
 class CallMedia:
     def __init__(
         self, bind: str, name: str = "phone", codecs: tuple[sdp.Codec, ...] = (sdp.PCMU, sdp.PCMA)
@@ -48,6 +60,8 @@ class CallMedia:
         self.remote: tuple[str, int] | None = None
         self.remote_direction = "sendrecv"
         self._transport: asyncio.DatagramTransport | None = None
+        self._rtcp_transport: asyncio.DatagramTransport | None = None
+        self.rtcp_received: list[RtcpPacket] = []  # what the far end reported to us
         self._sender: asyncio.Task[None] | None = None
         self._source: npt.NDArray[np.int16] = np.zeros(0, dtype=np.int16)
         self._source_pos = 0
@@ -75,11 +89,25 @@ class CallMedia:
         if self._transport is not None:
             return
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self.bind, 0)
-        )
+        # An even RTP port with RTCP on the next one (RFC 3550 11), like a real phone.
+        for _ in range(50):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Protocol(self), local_addr=(self.bind, 0)
+            )
+            port = transport.get_extra_info("sockname")[1]
+            if port % 2 == 0 and port < 65535:
+                try:
+                    self._rtcp_transport, _ = await loop.create_datagram_endpoint(
+                        lambda: _RtcpProtocol(self), local_addr=(self.bind, port + 1)
+                    )
+                    break
+                except OSError:
+                    pass
+            transport.close()
+        else:
+            raise OSError("no even RTP port with a free RTCP port found")
         self._transport = transport
-        self.port = transport.get_extra_info("sockname")[1]
+        self.port = port
         self._start = loop.time()
         self._sender = loop.create_task(self._send_loop())
 
@@ -90,6 +118,13 @@ class CallMedia:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        if self._rtcp_transport is not None:
+            self._rtcp_transport.close()
+            self._rtcp_transport = None
+
+    @property
+    def ssrc(self) -> int:
+        return self._rtp.ssrc
 
     # --- SDP ---
 
@@ -191,13 +226,12 @@ class CallMedia:
             packet = RtpPacket.parse(data)
         except RtpError:
             return
-        if (
-            packet.payload_type == DTMF_PT
-            or packet.payload_type > 34
-            and packet.payload_type not in (0, 8)
-        ):
-            return
         loop = asyncio.get_running_loop()
+        if packet.payload_type == DTMF_PT:
+            self.dtmf_heard.extend(d.digit for d in self._dtmf_in.receive(packet, loop.time()))
+            return
+        if packet.payload_type not in (0, 8):
+            return
         assert self._start is not None
         if self._first_ts is None:
             self._first_ts = packet.timestamp

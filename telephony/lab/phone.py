@@ -122,7 +122,13 @@ class PhoneCall:
         return await self.phone._send_in_dialog(self, "INVITE", self.media.offer())
 
     def send_dtmf(self, digits: str) -> None:
+        """RFC 4733 telephone-events in the RTP stream."""
         self.media.send_dtmf(digits)
+
+    async def send_info_dtmf(self, digit: str, duration_ms: int = 160) -> Response:
+        """The SIP INFO way (application/dtmf-relay), as some phones and gateways do."""
+        body = f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode()
+        return await self.phone._send_in_dialog(self, "INFO", body, "application/dtmf-relay")
 
     async def wait_ended(self, timeout: float = 30.0) -> str:
         await asyncio.wait_for(self.ended.wait(), timeout)
@@ -330,13 +336,19 @@ class Phone:
         )
         return Request(method="INVITE", uri=uri, headers=headers).with_body(sdp, "application/sdp")
 
-    async def _send_in_dialog(self, call: PhoneCall, method: str, body: bytes = b"") -> Response:
+    async def _send_in_dialog(
+        self,
+        call: PhoneCall,
+        method: str,
+        body: bytes = b"",
+        content_type: str = "application/sdp",
+    ) -> Response:
         assert call.dialog is not None
         request = call.dialog.create_request(
             method,
             via=self.endpoint.via(self.registrar.transport),
             body=body,
-            content_type="application/sdp" if body else None,
+            content_type=content_type if body else None,
         )
         if method == "INVITE":
             request = request.with_header("Contact", str(self.contact))

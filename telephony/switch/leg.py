@@ -13,6 +13,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
+from media.dtmf import DtmfError, parse_info_body
 from media.sdp import SdpError
 from telephony.sip.dialog import Dialog
 from telephony.sip.headers import NameAddr
@@ -88,6 +89,16 @@ class Leg:
                 response = self._answer_offer(request)
                 self.endpoint.respond(tx, response)
                 self.dialog.update_from_local_response(response)
+            case "INFO" if request.content_type in ("application/dtmf-relay", "application/dtmf"):
+                # SIP INFO DTMF: the same digit event as RFC 4733 in the media.
+                try:
+                    digit = parse_info_body(request.headers.get("Content-Type") or "", request.body)
+                except DtmfError as exc:
+                    self.endpoint.respond(tx, make_response(request, 400, str(exc)))
+                    return
+                self.endpoint.respond(tx, make_response(request, 200))
+                log.info("%s %s: DTMF %s (INFO)", self.name, self.call_id, digit.digit)
+                self.media.on_digit(digit)
             case "INFO":
                 self.endpoint.respond(tx, make_response(request, 200))
                 self.on_info(self, request)

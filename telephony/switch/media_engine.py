@@ -12,6 +12,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from media.player import (
     PlayItem,
 )
 from media.recorder import CallRecorder
+from media.rtcp import RtcpSession
 from media.rtp import RtpTimeout
 from media.sdp import (
     PCMA,
@@ -62,6 +64,14 @@ class _Protocol(asyncio.DatagramProtocol):
         log.debug("rtp %s: %s", self.leg.name, exc)
 
 
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, leg: EngineLeg) -> None:
+        self.leg = leg
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.leg._rtcp_datagram(data)
+
+
 @dataclass(eq=False)
 class EngineLeg:
     """One leg's media: socket, stream (after SDP), bridge slot, recorder."""
@@ -71,6 +81,8 @@ class EngineLeg:
     port: int
     slot: int
     transport: asyncio.DatagramTransport | None = None
+    rtcp_transport: asyncio.DatagramTransport | None = None
+    rtcp: RtcpSession | None = None
     stream: MediaStream | None = None
     recorder: CallRecorder | None = None
     last_sent_sdp: SessionDescription | None = None
@@ -89,6 +101,27 @@ class EngineLeg:
     def on_hold_by_phone(self) -> bool:
         """The phone itself asked for no audio (its hold button: sendonly/inactive)."""
         return not self.remote_direction.receives
+
+    def _rtcp_datagram(self, data: bytes) -> None:
+        if self.rtcp is not None and self.stream is not None:
+            self.rtcp.receive(data, self.engine.now(), time.time(), self.stream.session.stats)
+
+    def _send_rtcp(self, now: float, bye: str | None = None) -> None:
+        """RFC 3550 6: SR/RR with loss and jitter about what this phone sends us, to the
+        phone's RTP port + 1 (RFC 3550 11; no a=rtcp support needed for G.711 phones)."""
+        stream, transport = self.stream, self.rtcp_transport
+        if stream is None or transport is None or stream.remote is None:
+            return
+        if self.rtcp is None:
+            self.rtcp = RtcpSession(ssrc=stream.sender.ssrc, cname=f"{self.name}@qconnect", now=now)
+        host, port = stream.remote
+        stats = stream.session.stats
+        if bye is not None:
+            datagrams = [self.rtcp.build_bye(now, time.time(), stream.sender, stats, bye)]
+        else:
+            datagrams = self.rtcp.datagrams_to_send(now, time.time(), stream.sender, stats)
+        for datagram in datagrams:
+            transport.sendto(datagram, (host, port + 1))
 
     def _datagram(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.stream is not None:
@@ -185,6 +218,7 @@ class MediaEngine:
         self.playbacks: dict[int, Playback] = {}
         self.clock: MediaClock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._rtcp_timer: asyncio.TimerHandle | None = None
         self.tick_count = 0
 
     def now(self) -> float:
@@ -195,10 +229,13 @@ class MediaEngine:
         self._loop = asyncio.get_running_loop()
         self.clock = MediaClock(self._loop, self._tick)
         self.clock.start()
+        self._rtcp_timer = self._loop.call_later(1.0, self._rtcp_reports)
 
     def stop(self) -> None:
         if self.clock is not None:
             self.clock.stop()
+        if self._rtcp_timer is not None:
+            self._rtcp_timer.cancel()
         for leg in list(self.legs.values()):
             self.close_leg(leg)
 
@@ -218,6 +255,12 @@ class MediaEngine:
             except OSError:
                 continue  # held by someone outside the switch: leave it marked and move on
             leg.transport = transport
+            try:
+                leg.rtcp_transport, _ = await loop.create_datagram_endpoint(
+                    functools.partial(_RtcpProtocol, leg), local_addr=(self.bind, port + 1)
+                )
+            except OSError:
+                log.warning("RTCP port %d busy; %s sends no RTCP", port + 1, name)
             leg.slot = self.bridge.add_port(name)
             if record and self.record_dir is not None:
                 leg.recorder = CallRecorder(self.record_dir / f"{number:05d}-{_safe(name)}.wav")
@@ -231,6 +274,9 @@ class MediaEngine:
         leg.closed = True
         self.legs.pop(leg.slot, None)
         self.bridge.remove_port(leg.slot)
+        if leg.rtcp_transport is not None:
+            leg._send_rtcp(self.now(), bye="leg ended")
+            leg.rtcp_transport.close()
         if leg.transport is not None:
             leg.transport.close()
         self.ports.give_back(leg.port)
@@ -239,6 +285,14 @@ class MediaEngine:
         for playback in list(self.playbacks.values()):
             if leg in playback.listeners and all(other.closed for other in playback.listeners):
                 playback.stop()
+
+    def _rtcp_reports(self) -> None:
+        # Off the media tick: RTCP is due every few seconds per leg, never on the 20 ms path.
+        now = self.now()
+        for leg in list(self.legs.values()):
+            leg._send_rtcp(now)
+        assert self._loop is not None
+        self._rtcp_timer = self._loop.call_later(0.5, self._rtcp_reports)
 
     # --- routing: the contact-center layer only says who hears whom ---
 
@@ -285,14 +339,34 @@ class MediaEngine:
     # --- the tick ---
 
     def _tick(self, tick: int, now: float) -> None:
+        # Runs for every leg every 20 ms: per leg only attribute reads and one call into the
+        # stream each way; decoding and encoding are one numpy table lookup per law.
         self.tick_count = tick
         bridge = self.bridge
         legs = list(self.legs.values())
+        by_law: dict[Law, list[EngineLeg]] = {}
+        heard: dict[Law, tuple[list[EngineLeg], list[bytes]]] = {}
         for leg in legs:
+            leg.said = None
             stream = leg.stream
-            frame = stream.read_frame(now) if stream is not None else None
-            leg.said = frame
-            if frame is not None:
+            if stream is None:
+                continue
+            law = stream.config.law
+            group = by_law.get(law)
+            if group is None:
+                group = by_law[law] = []
+            group.append(leg)
+            codes = stream.read_payload(now)
+            if codes is not None:
+                said = heard.get(law)
+                if said is None:
+                    said = heard[law] = ([], [])
+                said[0].append(leg)
+                said[1].append(codes)
+        for law, (said_legs, said_codes) in heard.items():
+            frames = law.decode(b"".join(said_codes)).reshape(len(said_legs), FRAME_SAMPLES)
+            for leg, frame in zip(said_legs, frames, strict=True):
+                leg.said = frame
                 bridge.write(leg.slot, frame)
         finished: list[Playback] = []
         for playback in self.playbacks.values():
@@ -304,20 +378,23 @@ class MediaEngine:
             if not playback.player.playing:
                 finished.append(playback)
         mixed = bridge.tick()
-        # Encode every leg's frame in one numpy call per law.
-        by_law: dict[Law, list[EngineLeg]] = {}
-        for leg in legs:
-            if leg.stream is not None:
-                by_law.setdefault(leg.stream.config.law, []).append(leg)
         for law, group in by_law.items():
-            pcm = np.stack([mixed.get(leg.slot, SILENCE) for leg in group])
-            encoded = law.encode(pcm)
-            for leg, row in zip(group, encoded, strict=True):
+            encoded = law.encode(np.stack([mixed.get(leg.slot, SILENCE) for leg in group]))
+            payloads = encoded.tobytes()
+            end = 0
+            for leg in group:
+                start, end = end, end + FRAME_SAMPLES
+                payload = payloads[start:end]
                 stream = leg.stream
                 assert stream is not None
                 transport = leg.transport
+                datagram = stream.audio_datagram(payload, now)
+                if datagram is not None:
+                    if transport is not None:
+                        transport.sendto(datagram, stream.remote)
+                    continue
                 remote = stream.remote
-                for packet in stream.packets_for(row.tobytes(), now):
+                for packet in stream.packets_for(payload, now):
                     if transport is not None and remote is not None:
                         transport.sendto(packet.serialize(), remote)
         for leg in legs:
@@ -325,17 +402,20 @@ class MediaEngine:
                 leg.recorder.write(mixed.get(leg.slot), leg.said)
         for playback in finished:
             self._end_playback(playback)
-        if tick % 10 == 0:
-            self._housekeeping(legs, now)
+        # Each leg's DTMF and RTP events every 10th tick, a tenth of the legs per tick, so
+        # no tick carries all of them.
+        phase = tick % 10
+        self._housekeeping([leg for leg in legs if leg.slot % 10 == phase], now)
 
     def _housekeeping(self, legs: list[EngineLeg], now: float) -> None:
         for leg in legs:
             stream = leg.stream
             if stream is None:
                 continue
-            for digit in stream.take_digits():
-                log.info("%s: DTMF %s", leg.name, digit.digit)
-                leg.on_digit(digit)
+            if stream.digits:
+                for digit in stream.take_digits():
+                    log.info("%s: DTMF %s", leg.name, digit.digit)
+                    leg.on_digit(digit)
             for event in stream.events(now):
                 if isinstance(event, RtpTimeout):
                     leg.on_timeout()

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from media.analysis import goertzel
+from media.rtcp import Goodbye, SenderReport
 from telephony.center.config import demo_lab
-from telephony.lab.phone import CallFailed, CallState, Phone
+from telephony.lab.phone import CallFailed, CallState, Phone, PhoneCall
 from telephony.switch.server import Switch, SwitchSettings
 from telephony.transport.base import Address
 
@@ -198,5 +199,62 @@ async def test_hold_from_phone_is_answered_in_dialog(switch: Switch) -> None:
     response = await call.resume()
     assert response.status == 200 and b"a=sendrecv" in response.body
     await call.hangup()
+    await john.stop()
+    await maria.stop()
+
+
+async def established_pair(switch: Switch) -> tuple[Phone, Phone, PhoneCall, PhoneCall]:
+    john = await make_phone(switch, "john")
+    maria = await make_phone(switch, "maria", auto_answer=True)
+    call = await john.call("maria")
+    incoming = await asyncio.wait_for(maria.incoming.get(), 2)
+    await asyncio.wait_for(incoming.established.wait(), 2)
+    return john, maria, call, incoming
+
+
+async def test_dtmf_rfc4733_and_info_reach_the_switch_and_go_out(switch: Switch) -> None:
+    john, maria, call, incoming = await established_pair(switch)
+    (bridged,) = switch.b2bua.calls
+    heard: list[str] = []
+    bridged.caller.media.on_digit = lambda digit: heard.append(digit.digit)
+    call.send_dtmf("12#")
+    assert (await call.send_info_dtmf("7")).status == 200
+    for _ in range(50):
+        if len(heard) >= 4:
+            break
+        await asyncio.sleep(0.1)
+    # The INFO overtakes the RTP digits still being played out; each way keeps its order.
+    assert sorted(heard) == sorted(["1", "2", "#", "7"]), heard
+    assert [d for d in heard if d != "7"] == ["1", "2", "#"], heard
+    # And out: the switch plays a digit to Maria's phone as RFC 4733 events.
+    bridged.callee.media.send_dtmf("5")
+    for _ in range(30):
+        if incoming.media.dtmf_heard:
+            break
+        await asyncio.sleep(0.1)
+    assert incoming.media.dtmf_heard == ["5"]
+    await call.hangup()
+    await john.stop()
+    await maria.stop()
+
+
+async def test_switch_sends_rtcp_reports_about_what_it_receives(switch: Switch) -> None:
+    john, maria, call, incoming = await established_pair(switch)
+    call.media.play(tone(600, 6.0))
+    reports: list[SenderReport] = []
+    for _ in range(60):
+        reports = [p for p in call.media.rtcp_received if isinstance(p, SenderReport)]
+        if reports:
+            break
+        await asyncio.sleep(0.1)
+    assert reports, "no RTCP sender report within 6 s"
+    (block,) = reports[0].reports
+    assert block.ssrc == call.media.ssrc  # about John's stream
+    assert block.cumulative_lost == 0 and block.fraction_lost == 0
+    assert reports[0].packet_count > 0
+    # John hangs up: the switch ends Maria's leg with an RTCP BYE before its SIP BYE.
+    await call.hangup()
+    await incoming.wait_ended(3)
+    assert any(isinstance(p, Goodbye) for p in incoming.media.rtcp_received)
     await john.stop()
     await maria.stop()
