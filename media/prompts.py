@@ -76,6 +76,15 @@ def default_prompts() -> dict[str, str]:
         "Connecting to agent": "Your call is now being connected to an agent.",
         "Closed": "We are closed. Please call again during business hours.",
         "Nobody available": "Sorry, nobody is available to take your call right now.",
+        # What the default flows and the demo inbound flow say (flows/defaults, demo_flows),
+        # shipped so the demo lab never needs espeak-ng at run time.
+        "Agent not available": "The agent is not available.",
+        "Transfer failed": "The transfer failed.",
+        "Now transferring": "Now transferring your call.",
+        "Queue closed": "This queue is closed now. Goodbye.",
+        "No agents staffed": "No agents are staffed in this queue. Goodbye.",
+        "Queue transfer failed": "The transfer to the queue failed. Goodbye.",
+        "Cannot take call": "We cannot take your call right now. Goodbye.",
     }
 
 

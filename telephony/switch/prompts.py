@@ -8,6 +8,7 @@ to the generated beep and hold music.
 from __future__ import annotations
 
 import hashlib
+import re
 import logging
 from pathlib import Path
 
@@ -18,7 +19,8 @@ log = logging.getLogger("qconnect.prompts")
 
 
 def _normalise(text: str) -> str:
-    return " ".join(text.split()).casefold()
+    # "Transferring to agent" in a flow is the shipped "Transferring to agent." prompt.
+    return " ".join(re.sub(r"[^\w\s]", " ", text).split()).casefold()
 
 
 class PromptLibrary:
