@@ -323,16 +323,26 @@ class ContactModel:
                 if third.transfer_contact is not None:
                     theirs = self._contacts[third.transfer_contact].initial_connection
                     held_by_them = theirs is not None and theirs.state is _S.ON_HOLD
+                joined = (
+                    third.state is _S.JOINED
+                    and customer_live
+                    and initial is not None
+                    and initial.state is _S.JOINED
+                )
                 if held_by_them:
-                    # Maria put her side on hold: the transferring agent hears agent hold.
-                    on_hold[agent] = "agent"
+                    # Maria put her side on hold: she drops out of the conference, and
+                    # an agent left talking to nobody hears the agent hold flow.
+                    if joined:
+                        link(agent, customer)
+                    elif third.state is _S.CONNECTED:
+                        on_hold[agent] = "agent"
                 elif third.state is _S.CONNECTED:
                     link(agent, party)
                 elif third.state is _S.ON_HOLD:
                     on_hold[party] = "agent" if third.kind is PartyKind.AGENT else "customer"
                 elif third.state is _S.JOINED:
                     link(agent, party)
-                    if customer_live and initial is not None and initial.state is _S.JOINED:
+                    if joined:
                         link(agent, customer)
                         link(customer, party)
         return AudioPlan(frozenset(links), on_hold)

@@ -4,8 +4,11 @@ illegal steps, and the snapshot the API serves."""
 from __future__ import annotations
 
 import itertools
+from typing import TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from telephony.center.config import InstanceConfig, demo_lab
 from telephony.center.contact import (
@@ -29,6 +32,8 @@ from telephony.center.events import (
     TransferFailed,
 )
 from telephony.center.routing import Offer, Refusal
+
+T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -709,6 +714,12 @@ def test_audio_plan_maria_holds_her_side(model: ContactModel) -> None:
     plan = model.audio_plan(c1)
     assert plan.links == frozenset()
     assert plan.on_hold == {"customer": "customer", "john": "agent"}
+    model.resume("maria", conn_id(model, "maria", "customer"), 21.0)
+    model.conference("john", c1, 22.0)
+    assert view(model, "maria") == [[("customer", "Joined")]]
+    model.hold("maria", conn_id(model, "maria", "customer"), 23.0)
+    plan = model.audio_plan(c2)
+    assert plan.links == pairs(("john", "customer")) and plan.on_hold == {}
 
 
 def test_audio_plan_phone_number_after_leave(model: ContactModel) -> None:
@@ -719,3 +730,171 @@ def test_audio_plan_phone_number_after_leave(model: ContactModel) -> None:
     model.third_party_answered(started.connection, 12.0)
     assert model.audio_plan(c1).links == pairs(("customer", "+15557770000"))
     assert model.audio_plan(c1).on_hold == {}
+
+
+# -- random walks: invariants hold whatever the agents click --------------------------------------
+
+OPS = (
+    "inbound",
+    "accept",
+    "reject",
+    "connected",
+    "quick_connect",
+    "route_transfer",
+    "abandon",
+    "phone_answers",
+    "phone_fails",
+    "third_hangs_up",
+    "hold",
+    "resume",
+    "end",
+    "hold_all",
+    "swap",
+    "conference",
+    "leave",
+    "customer_hangs_up",
+    "agent_hangs_up",
+    "status",
+    "timer",
+)
+
+# The steps that move a call forward come up more often than hang-ups.
+WEIGHTED_OPS = OPS + ("quick_connect", "route_transfer", "accept", "connected", "phone_answers") * 3
+
+
+def check_invariants(model: ContactModel) -> None:
+    contacts = list(model._contacts.values())
+    for login, agent in model.router.agents.items():
+        active = [c for c in contacts if c.agent == login and c.state is ContactState.ACTIVE]
+        offered = [c for c in contacts if c.agent == login and c.state is ContactState.OFFERED]
+        assert [c.id for c in active] == ([agent.contact] if agent.contact else [])
+        offer = model.router.offer_for_agent(login)
+        assert [c.id for c in offered] == ([offer.contact] if offer else [])
+        snapshot = model.snapshot(login)
+        for contact in snapshot["contacts"]:
+            for conn in contact["connections"]:
+                assert conn["banner"] in {b.value for b in Banner} - {"Ended"}
+    for contact in contacts:
+        live = [c for c in contact.connections.values() if c.live]
+        if contact.state is ContactState.ENDED:
+            assert live == []
+        if contact.state is ContactState.ACTIVE:
+            assert live, "an active contact has someone on it"
+            assert sum(c.kind.value != "customer" for c in live) <= 1
+        if contact.state is ContactState.QUEUED:
+            assert contact.id in model.router.queues
+        if contact.state in (ContactState.ACTIVE, ContactState.UNATTENDED):
+            assert contact.id not in model.router.queues
+        model.audio_plan(contact.id)  # always derivable
+
+
+def random_step(model: ContactModel, data: st.DataObject, agent: str, op: str, now: float) -> None:
+    """One operation on a target that makes sense for it (mostly), so walks go deep."""
+
+    def pick(items: list[T]) -> T | None:
+        return data.draw(st.sampled_from(items)) if items else None
+
+    contacts = list(model._contacts.values())
+    mine = model.contacts_of(agent)
+    live = [c for c in model._connections.values() if c.live]
+    my_conns = [c for c in live if any(c.contact == m.id for m in mine)]
+    if op == "inbound":
+        model.enqueue(model.create_contact(now).id, "BasicQueue", now)
+    elif op == "timer":
+        model.handle_timer(now)
+    elif op == "status":
+        model.set_status(agent, data.draw(st.sampled_from(["Available", "Offline"])), now)
+    elif op == "agent_hangs_up":
+        model.agent_hung_up(agent, now)
+    elif op in ("accept", "reject"):
+        ringing = [o for o in map(model.router.offer_for_agent, model.router.agents) if o]
+        if (offer := pick(ringing)) is not None:
+            (model.accept if op == "accept" else model.reject)(offer.agent, offer.contact, now)
+        elif contacts:
+            model.accept(agent, contacts[0].id, now)  # not ringing: must be refused
+    elif op == "connected":
+        connecting = [
+            c
+            for c in contacts
+            if c.state is ContactState.ACTIVE
+            and c.initial_connection is not None
+            and c.initial_connection.state is ConnectionState.CONNECTING
+        ]
+        if (contact := pick(connecting)) is not None:
+            model.connected(contact.id, now)
+    elif op in ("route_transfer", "abandon"):
+        routing = [c for c in contacts if c.state is ContactState.ROUTING]
+        if (contact := pick(routing)) is None:
+            return
+        if op == "abandon":
+            model.abandon_transfer(contact.id, "flow refused", now)
+        elif contact.initiation == "TRANSFER":
+            model.transfer_to_agent(contact.id, "maria", now)
+        elif contact.initiation == "QUEUE_TRANSFER":
+            model.enqueue(contact.id, "PasswordReset", now)
+    elif op in ("phone_answers", "phone_fails"):
+        phones = [c for c in live if c.kind.value == "phone_number"]
+        if (conn := pick(phones)) is not None:
+            if op == "phone_answers":
+                model.third_party_answered(conn.id, now)
+            else:
+                model.third_party_failed(conn.id, "486 Busy Here", now)
+    elif op == "third_hangs_up":
+        thirds = [c for c in live if c.kind.value != "customer"]
+        if (conn := pick(thirds)) is not None:
+            model.third_party_hung_up(conn.id, now)
+    elif op in ("hold", "resume", "end"):
+        if (conn := pick(my_conns)) is not None:
+            {"hold": model.hold, "resume": model.resume, "end": model.end_connection}[op](
+                agent, conn.id, now
+            )
+    elif op == "customer_hangs_up":
+        if (
+            contact := pick([c for c in contacts if c.state is not ContactState.ENDED])
+        ) is not None:
+            model.customer_hung_up(contact.id, now)
+    elif (contact := pick(mine)) is not None:
+        if op == "quick_connect":
+            name = data.draw(st.sampled_from(["Maria", "PasswordReset", "Supplier"]))
+            model.quick_connect(agent, contact.id, name, now)
+        else:
+            {
+                "hold_all": model.hold_all,
+                "swap": model.swap,
+                "conference": model.conference,
+                "leave": model.leave,
+            }[op](agent, contact.id, now)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_random_walks_keep_the_model_consistent(lab: InstanceConfig, data: st.DataObject) -> None:
+    counter = itertools.count(1)
+    model = ContactModel(lab, new_id=lambda: f"id{next(counter)}")
+    now = 0.0
+    agents = ["john", "maria"]
+    # Start from the seed's situation (john on a call) so walks reach the quick connects.
+    model.enqueue(model.create_contact(now).id, "BasicQueue", now)
+    model.accept("john", model.contacts_of("john")[0].id, now)
+    model.connected(model.contacts_of("john")[0].id, now)
+    for _ in range(data.draw(st.integers(5, 60))):
+        now += data.draw(st.sampled_from([0.0, 1.0, 21.0]))
+        op = data.draw(st.sampled_from(WEIGHTED_OPS))
+        agent = data.draw(st.sampled_from(agents))
+        try:
+            random_step(model, data, agent, op, now)
+        except CenterError:
+            pass
+        check_invariants(model)
+    drain(model)
+    # Everybody hangs up: nothing is left on any agent.
+    for contact in list(model._contacts.values()):
+        model.customer_hung_up(contact.id, now + 100)
+    for agent in agents:
+        model.agent_hung_up(agent, now + 101)
+        model.agent_hung_up(agent, now + 101)
+    for contact in list(model._contacts.values()):
+        model.customer_hung_up(contact.id, now + 102)
+    check_invariants(model)
+    for login, state in model.router.agents.items():
+        assert state.contact is None, (login, model.snapshot(login))
