@@ -32,6 +32,7 @@ import functools
 import json
 import os
 import random
+import resource
 import statistics
 import struct
 import sys
@@ -98,6 +99,8 @@ class Phone:
         "frames",
         "peer",
         "transport",
+        "rtcp_transport",
+        "rtcp_received",
         "port",
         "remote",
         "ssrc",
@@ -122,6 +125,8 @@ class Phone:
         self.frames = frames
         self.peer: Phone | None = None
         self.transport: asyncio.DatagramTransport | None = None
+        self.rtcp_transport: asyncio.DatagramTransport | None = None
+        self.rtcp_received = 0
         self.port = 0
         self.remote: tuple[str, int] | None = None
         self.ssrc = random.getrandbits(32)
@@ -154,6 +159,8 @@ class _RtpIn(asyncio.DatagramProtocol):
         self.phone = phone
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 12 or 192 <= data[1] <= 223:
+            return  # not RTP: RTCP sent here (RFC 5761 4 tells them apart) or a runt
         phone = self.phone
         phone.received += 1
         seq = (data[2] << 8) | data[3]
@@ -168,6 +175,16 @@ class _RtpIn(asyncio.DatagramProtocol):
             phone.samples.append(data[12:])
             if len(phone.samples) >= 50:
                 phone.sampling = False
+
+
+class _RtcpIn(asyncio.DatagramProtocol):
+    """The phone's RTCP port: the switch's reports are counted, not parsed."""
+
+    def __init__(self, phone: Phone) -> None:
+        self.phone = phone
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.phone.rtcp_received += 1
 
 
 class BatchedSender:
@@ -417,6 +434,10 @@ class Window:
     cpu_ms_per_call_second: float
     down_loss: float  # switch -> phones, fraction
     skipped: int
+    generator_percent: float  # this process (phones), % of one core
+    others_percent: float  # everything else on the machine, % of one core
+    gc_full: int  # full (generation 2) collections in the switch
+    gc_max_ms: float  # the longest collection pause
 
 
 @dataclass
@@ -458,12 +479,53 @@ async def _gather_limited(limit: int, coros: Sequence[Any]) -> None:
     await asyncio.gather(*(one(c) for c in coros))
 
 
-def _port_block(legs: int) -> tuple[int, int]:
-    # Each leg takes an even port (RTP) and skips the odd one (RTCP); leave room for ports
-    # other programs hold, and start somewhere random so parallel runs rarely collide.
-    size = 4 * legs + 400
-    base = random.randrange(21000, 60000 - size) & ~1
+def _port_block(legs: int, low: int, high: int) -> tuple[int, int]:
+    """An even-aligned block of ports for `legs` RTP/RTCP pairs inside [low, high), with room
+    for ports others hold, starting somewhere random so parallel runs rarely collide. Both
+    the switch's and the phones' blocks stay below the kernel's ephemeral range (32768+)."""
+    size = 2 * legs + 400
+    base = random.randrange(low, high - size) & ~1
     return base, base + size - 1
+
+
+async def _bind_pair(
+    loop: asyncio.AbstractEventLoop, phone: Phone, ports: list[int]
+) -> tuple[asyncio.DatagramTransport, asyncio.DatagramTransport]:
+    """RTP on an even port and RTCP on the next one (RFC 3550 11), as a real phone binds:
+    the switch sends RTCP to RTP port + 1, which must not land on another phone's RTP."""
+    while ports:
+        port = ports.pop()
+        try:
+            rtp, _ = await loop.create_datagram_endpoint(
+                functools.partial(_RtpIn, phone), local_addr=(HOST, port)
+            )
+        except OSError:
+            continue
+        try:
+            rtcp, _ = await loop.create_datagram_endpoint(
+                functools.partial(_RtcpIn, phone), local_addr=(HOST, port + 1)
+            )
+        except OSError:
+            rtp.close()
+            continue
+        return rtp, rtcp
+    raise SetupError("no free even/odd port pair left for the phones")
+
+
+def _machine_busy() -> float:
+    """CPU seconds every core of the machine spent busy since boot (/proc/stat)."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except OSError:
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _audio_check(phones: Sequence[Phone]) -> tuple[float, int]:
@@ -490,7 +552,7 @@ async def run_size(calls: int, args: argparse.Namespace) -> SizeResult:
     result = SizeResult(calls, args.record)
     legs = 2 * calls
     data_dir = Path(tempfile.mkdtemp(prefix=f"qconnect-bench-{calls}-"))
-    switch = SwitchProcess(legs, _port_block(legs), args.record, data_dir)
+    switch = SwitchProcess(legs, _port_block(legs, 21000, 32000), args.record, data_dir)
     loop = asyncio.get_running_loop()
     bank: PhoneBank | None = None
     phones: list[Phone] = []
@@ -510,12 +572,11 @@ async def run_size(calls: int, args: argparse.Namespace) -> SizeResult:
                 pair.append(Phone(user_name(2 * i + 1 + k), law, freq, frames[freq, law]))
             pair[0].peer, pair[1].peer = pair[1], pair[0]
             phones.extend(pair)
+        first, last = _port_block(legs, 10000, 21000)
+        free = list(range(last - 1, first - 1, -2))
         for phone in phones:
-            transport, _ = await loop.create_datagram_endpoint(
-                functools.partial(_RtpIn, phone), local_addr=(HOST, 0)
-            )
-            phone.transport = transport
-            phone.port = transport.get_extra_info("sockname")[1]
+            phone.transport, phone.rtcp_transport = await _bind_pair(loop, phone, free)
+            phone.port = phone.transport.get_extra_info("sockname")[1]
         await asyncio.wait_for(_gather_limited(64, [bank.register(p) for p in phones]), 120)
         await asyncio.wait_for(
             _gather_limited(
@@ -540,8 +601,10 @@ async def run_size(calls: int, args: argparse.Namespace) -> SizeResult:
         for _ in range(args.windows):
             await switch.command("mark")
             start_seq = [(p.ext_seq, p.received) for p in phones]
+            machine0, own0 = _machine_busy(), _own_cpu()
             await asyncio.sleep(window_seconds)
             stats = await switch.command("stats")
+            machine, own = _machine_busy() - machine0, _own_cpu() - own0
             expected = received = 0
             for phone, (seq0, count0) in zip(phones, start_seq, strict=True):
                 expected += phone.ext_seq - seq0
@@ -563,6 +626,10 @@ async def run_size(calls: int, args: argparse.Namespace) -> SizeResult:
                     cpu_ms_per_call_second=1e3 * cpu / (wall * calls),
                     down_loss=max(0.0, 1.0 - received / expected) if expected else 1.0,
                     skipped=stats["skipped"],
+                    generator_percent=100.0 * own / wall,
+                    others_percent=100.0 * max(0.0, machine - own - cpu) / wall,
+                    gc_full=stats["gc"]["gen2"]["count"],
+                    gc_max_ms=max(g["max_ms"] for g in stats["gc"].values()),
                 )
             )
         sender_stats = sender.clock.stats()
@@ -586,8 +653,9 @@ async def run_size(calls: int, args: argparse.Namespace) -> SizeResult:
     finally:
         switch.kill()
         for phone in phones:
-            if phone.transport is not None:
-                phone.transport.close()
+            for transport in (phone.transport, phone.rtcp_transport):
+                if transport is not None:
+                    transport.close()
         if bank is not None:
             bank.close()
     return result
@@ -640,7 +708,11 @@ def details(r: SizeResult) -> str:
         f"  {r.calls} calls: setup {r.setup_seconds:.1f} s, {len(r.windows)} windows, "
         f"switch ticks skipped {skipped}, jitter-buffer concealed/silent/lost frames "
         f"{r.concealed}, late packets {r.late}, calls dropped {r.dropped}, "
-        f"sender clock p99 {r.sender_p99:.2f} ms (skipped {r.sender_skipped})"
+        f"sender clock p99 {r.sender_p99:.2f} ms (skipped {r.sender_skipped}); "
+        f"CPU % of one core: phones {r.median('generator_percent'):.0f}, "
+        f"other processes {r.median('others_percent'):.0f}; switch GC: "
+        f"{sum(w.gc_full for w in r.windows)} full collections, longest pause "
+        f"{max(w.gc_max_ms for w in r.windows):.1f} ms"
     )
 
 

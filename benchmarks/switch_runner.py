@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import resource
@@ -82,6 +83,16 @@ class Runner:
             self._durations.append(time.monotonic() - started)
 
         engine._tick = timed_tick  # type: ignore[method-assign,assignment]
+        # Garbage collections (a full one walks every object of every call) and their pauses.
+        self._gc_started = 0.0
+        self._gc_pauses: list[tuple[int, float]] = []
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.monotonic()
+        else:
+            self._gc_pauses.append((info["generation"], time.monotonic() - self._gc_started))
 
     def mark(self) -> dict[str, Any]:
         clock = self.switch.engine.clock
@@ -93,6 +104,7 @@ class Runner:
         self._mark_cpu = _cpu_seconds()
         self._lateness.clear()
         self._durations.clear()
+        self._gc_pauses.clear()
         return {"marked": True}
 
     def stats(self) -> dict[str, Any]:
@@ -127,6 +139,14 @@ class Runner:
             },
             "precise_lateness_ms": _percentiles(self._lateness),
             "tick_ms": _percentiles(self._durations),
+            "gc": {
+                f"gen{generation}": {
+                    "count": sum(1 for g, _ in self._gc_pauses if g == generation),
+                    "max_ms": 1e3
+                    * max((p for g, p in self._gc_pauses if g == generation), default=0),
+                }
+                for generation in (0, 1, 2)
+            },
             "legs": len(engine.legs),
             "streams": streams,
             "calls": len(self.switch.b2bua.calls),

@@ -28,9 +28,10 @@ from enum import Enum
 import numpy as np
 
 from media.g711 import FRAME_SAMPLES, Codes, Law
-from media.rtp import ts_distance
 
 _TS_MOD = 1 << 32
+_TS_MASK = _TS_MOD - 1
+_TS_HALF = _TS_MOD // 2
 #: Gains of successive concealment frames (about -2, -6, -12 dB) before falling silent.
 CONCEALMENT_GAINS = (0.8, 0.5, 0.25)
 
@@ -103,6 +104,13 @@ class JitterBuffer:
         self._conceal_run = 0
         self._over_target_ticks = 0
         self._last_transit: float | None = None
+        #: What the latest `get_payload` returned: its kind and its first sample's timestamp.
+        self.last_kind = FrameKind.SILENCE
+        self.last_timestamp = 0
+        # Samples of buffered audio at or below which the buffer cannot be over target: the
+        # smallest target (min_delay in whole frames, as target_delay rounds) plus one frame.
+        smallest = max(1, math.ceil(min_delay * clock_rate / frame_samples - 1e-9))
+        self._adapt_floor = (smallest + 1) * frame_samples
 
     # -- properties ------------------------------------------------------------------------
 
@@ -132,15 +140,6 @@ class JitterBuffer:
 
     # -- input -----------------------------------------------------------------------------
 
-    def _seen(self, sequence: int) -> bool:
-        if sequence in self._recent_seq_set:
-            return True
-        if len(self._recent_seqs) == self._recent_seqs.maxlen:
-            self._recent_seq_set.discard(self._recent_seqs[0])
-        self._recent_seqs.append(sequence)
-        self._recent_seq_set.add(sequence)
-        return False
-
     def _reset(self) -> None:
         self._keys.clear()
         self._chunks.clear()
@@ -154,22 +153,39 @@ class JitterBuffer:
 
     def put(self, sequence: int, timestamp: int, payload: bytes, now: float) -> bool:
         """Buffer one packet's payload; False when it was a duplicate, too late, or empty."""
-        self.stats.received += 1
+        # Called for every packet of every leg: plain locals, no helper calls on the way.
+        stats = self.stats
+        stats.received += 1
         if not payload:
             return False
-        if self._seen(sequence):
-            self.stats.duplicates += 1
+        seen = self._recent_seq_set
+        if sequence in seen:
+            stats.duplicates += 1
             return False
-        if self._reference is None:
+        recent = self._recent_seqs
+        if len(recent) == recent.maxlen:
+            seen.discard(recent[0])
+        recent.append(sequence)
+        seen.add(sequence)
+        reference = self._reference
+        if reference is None:
             # Unwrapped timestamps live well above zero so arithmetic never goes negative.
             ext = _TS_MOD + timestamp
         else:
-            ext = self._reference + ts_distance(timestamp, self._reference % _TS_MOD)
-        self._update_jitter(ext, now)
+            # ts_distance(timestamp, reference mod 2**32), inlined.
+            delta = (timestamp - reference) & _TS_MASK
+            ext = reference + (delta - _TS_MOD if delta >= _TS_HALF else delta)
+        transit = now - ext / self.clock_rate
+        last_transit = self._last_transit
+        if last_transit is not None:
+            step = abs(transit - last_transit)
+            if step < 1.0:  # a timeline jump is not jitter
+                self.jitter += (step - self.jitter) / 16.0
+        self._last_transit = transit
         cursor = self._cursor
         if cursor is not None and abs(ext - cursor) > self.resync_samples:
             # The sender restarted its timeline (new source, long pause): start over.
-            self.stats.resyncs += 1
+            stats.resyncs += 1
             self._reset()
             self._last_transit = None
             ext = _TS_MOD + timestamp
@@ -177,61 +193,90 @@ class JitterBuffer:
         end = ext + len(payload)
         if cursor is not None:
             if end <= cursor:
-                self.stats.late += 1
+                stats.late += 1
                 return False
             if ext < cursor:
                 payload = payload[cursor - ext :]
                 ext = cursor
-        if ext in self._chunks:
-            self.stats.duplicates += 1
+        chunks = self._chunks
+        if ext in chunks:
+            stats.duplicates += 1
             return False
-        bisect.insort(self._keys, ext)
-        self._chunks[ext] = payload
+        keys = self._keys
+        if not keys or ext > keys[-1]:
+            keys.append(ext)  # in order: the usual case
+        else:
+            bisect.insort(keys, ext)
+        chunks[ext] = payload
         self._reference = ext
-        self._newest_end = max(self._newest_end, end)
-        if self._cursor is None and self._prefetch_since is None:
+        if end > self._newest_end:
+            self._newest_end = end
+        if cursor is None and self._prefetch_since is None:
             self._prefetch_since = now
         return True
-
-    def _update_jitter(self, ext: int, now: float) -> None:
-        transit = now - ext / self.clock_rate
-        if self._last_transit is not None:
-            delta = abs(transit - self._last_transit)
-            if delta < 1.0:  # a timeline jump is not jitter
-                self.jitter += (delta - self.jitter) / 16.0
-        self._last_transit = transit
 
     # -- output ----------------------------------------------------------------------------
 
     def get(self, now: float) -> JitterFrame | None:
         """The frame to play this tick, or None while idle (nothing to play at all)."""
-        if self._cursor is None and not self._start_playout(now):
+        payload = self.get_payload(now)
+        if payload is None:
             return None
-        self._adapt()
+        return JitterFrame(payload, self.last_timestamp, self.last_kind)
+
+    def get_payload(self, now: float) -> bytes | None:
+        """`get` without the frame object: the codes to play this tick, or None while idle.
+
+        `last_kind` and `last_timestamp` describe what it returned. The media clock calls
+        this for every leg every tick, so the usual case (exactly the next 20 ms packet is
+        waiting, the buffer is not over target) is taken without the general assembly.
+        """
         cursor = self._cursor
         if cursor is None:
-            return None
+            if not self._start_playout(now):
+                return None
+            cursor = self._cursor
+            assert cursor is not None
+        keys = self._keys
+        # _adapt(): a buffer at most a frame above the *smallest* possible target cannot be
+        # over target, so the target (a ceil over the jitter) is only worked out above that.
+        if keys and self._newest_end - cursor > self._adapt_floor:
+            self._adapt()
+            cursor = self._cursor
+            assert cursor is not None
+        else:
+            self._over_target_ticks = 0
         frame_end = cursor + self.frame_samples
+        self.last_timestamp = cursor % _TS_MOD
+        if keys and keys[0] == cursor:
+            chunk = self._chunks[cursor]
+            if len(chunk) == self.frame_samples and (len(keys) == 1 or keys[1] >= frame_end):
+                # Exactly one whole packet covers this frame: it is the frame.
+                del self._chunks[keys.pop(0)]
+                return self._played(chunk, frame_end)
         frame, covered = self._assemble(cursor, frame_end)
-        timestamp = cursor % _TS_MOD
         if covered:
-            self._cursor = frame_end
-            self._last_frame = frame
-            self._conceal_run = 0
-            self.stats.frames_played += 1
-            return JitterFrame(frame, timestamp, FrameKind.AUDIO)
-        if self._keys:
+            return self._played(frame, frame_end)
+        if keys:
             # Later packets are here, this one is not: lost. Conceal and move on.
             self.stats.frames_lost += 1
             self._cursor = frame_end
-            return self._conceal(timestamp)
+            return self._conceal()
         # Nothing buffered at all: an underrun. Hold the cursor (the delay grows by a frame)
         # while concealment lasts, then go idle until the next talkspurt.
         self.stats.underruns += 1
         if self._last_frame is not None and self._conceal_run < len(self._gain_tables):
-            return self._conceal(timestamp)
+            return self._conceal()
         self._reset()
         return None
+
+    def _played(self, frame: bytes, frame_end: int) -> bytes:
+        self._cursor = frame_end
+        self._last_frame = frame
+        self._conceal_run = 0
+        self.stats.frames_played += 1
+        self.last_kind = FrameKind.AUDIO
+        return frame
 
     def _start_playout(self, now: float) -> bool:
         if not self._keys or self._prefetch_since is None:
@@ -278,15 +323,17 @@ class JitterBuffer:
         self._discard_before(end)
         return bytes(frame), covered
 
-    def _conceal(self, timestamp: int) -> JitterFrame:
+    def _conceal(self) -> bytes:
         if self._last_frame is not None and self._conceal_run < len(self._gain_tables):
             table: Codes = self._gain_tables[self._conceal_run]
             self._conceal_run += 1
             self.stats.frames_concealed += 1
             codes = np.frombuffer(self._last_frame, dtype=np.uint8)
-            return JitterFrame(table[codes].tobytes(), timestamp, FrameKind.CONCEALED)
+            self.last_kind = FrameKind.CONCEALED
+            return table[codes].tobytes()
         self.stats.frames_silent += 1
-        return JitterFrame(self._silence, timestamp, FrameKind.SILENCE)
+        self.last_kind = FrameKind.SILENCE
+        return self._silence
 
 
 __all__ = ["CONCEALMENT_GAINS", "FrameKind", "JitterBuffer", "JitterFrame", "JitterStats"]

@@ -19,6 +19,11 @@ from dataclasses import dataclass
 
 RTP_VERSION = 2
 _HEADER = struct.Struct("!BBHII")
+#: The first octet of nearly every packet on the wire: version 2, no padding, no header
+#: extension, no CSRCs. Such a packet's payload starts right after the 12-octet fixed header.
+PLAIN_FIRST_OCTET = RTP_VERSION << 6
+#: The rest of a plain packet's fixed header: marker+payload type, sequence, timestamp, SSRC.
+PLAIN_HEADER = struct.Struct("!xBHII")
 _SEQ_MOD = 1 << 16
 _TS_MOD = 1 << 32
 
@@ -241,6 +246,32 @@ class RtpSender:
         self.last_timestamp = packet.timestamp
         self.last_sent_at = now
         return packet
+
+    def datagram(self, payload: bytes, now: float | None = None) -> bytes:
+        """``packet(payload, now=now).serialize()`` without the packet object.
+
+        The media clock sends one audio packet per leg every 20 ms; building and validating
+        a frozen `RtpPacket` only to serialise it at once was most of that cost. Only the
+        plain audio case lives here (the stream's own payload type and timestamp, marker on
+        a talkspurt's first packet); DTMF events and anything unusual go through `packet`.
+        """
+        payload_type = self.payload_type
+        if not 0 <= payload_type <= 127:
+            raise RtpError(f"payload type out of range: {payload_type}")
+        sequence = self._sequence
+        timestamp = self._timestamp
+        if self._talkspurt_start:
+            payload_type |= 0x80
+            self._talkspurt_start = False
+        data = _HEADER.pack(PLAIN_FIRST_OCTET, payload_type, sequence, timestamp, self.ssrc)
+        size = len(payload)
+        self._sequence = (sequence + 1) & 0xFFFF
+        self._timestamp = (timestamp + size) & 0xFFFFFFFF
+        self.packet_count += 1
+        self.octet_count += size
+        self.last_timestamp = timestamp
+        self.last_sent_at = now
+        return data + payload
 
 
 # RFC 3550 A.1 constants.
@@ -481,28 +512,42 @@ class RtpSession:
         except RtpError:
             self.counters.malformed += 1
             return None
-        if not self._accepts(address, now):
-            self.counters.foreign += 1
+        if not self.receive_header(
+            packet.payload_type, packet.sequence, packet.timestamp, packet.ssrc, address, now
+        ):
             return None
-        latch = self._latch
-        if address != latch.address:
-            self._events.append(RemoteLatched(address, packet.ssrc, latch.address))
-            latch.address = address
-        latch.last_at = now
-        self._account(packet, now)
         return packet
 
-    def _account(self, packet: RtpPacket, now: float) -> None:
+    def receive_header(
+        self,
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        address: Address,
+        now: float,
+    ) -> bool:
+        """`receive_datagram` for a header the caller already parsed (a plain packet read in
+        place, see `PLAIN_HEADER`): latch and account it; False when its source is refused."""
+        latch = self._latch
+        if address != latch.address:
+            if not self._accepts(address, now):
+                self.counters.foreign += 1
+                return False
+            self._events.append(RemoteLatched(address, ssrc, latch.address))
+            latch.address = address
+        latch.last_at = now
         self.counters.accepted += 1
         self._activity_since = now
         self._timed_out = False
         stats = self.stats
-        if stats is None or stats.ssrc != packet.ssrc:
+        if stats is None or stats.ssrc != ssrc:
             if stats is not None:
-                self._events.append(SourceChanged(stats.ssrc, packet.ssrc))
-            stats = self.stats = ReceptionStats(packet.ssrc, clock_rate=self.clock_rate)
-        if stats.update_seq(packet.sequence) and packet.payload_type != self.dtmf_payload_type:
-            stats.update_jitter(packet.timestamp, now)
+                self._events.append(SourceChanged(stats.ssrc, ssrc))
+            stats = self.stats = ReceptionStats(ssrc, clock_rate=self.clock_rate)
+        if stats.update_seq(sequence) and payload_type != self.dtmf_payload_type:
+            stats.update_jitter(timestamp, now)
+        return True
 
     # -- timers and events -----------------------------------------------------------------
 
@@ -529,6 +574,8 @@ class RtpSession:
 
 
 __all__ = [
+    "PLAIN_FIRST_OCTET",
+    "PLAIN_HEADER",
     "Address",
     "MediaError",
     "RemoteLatched",

@@ -15,7 +15,14 @@ import numpy.typing as npt
 from media.dtmf import DtmfDigit, DtmfReceiver, DtmfSender
 from media.g711 import Law
 from media.jitter import JitterBuffer
-from media.rtp import RtpEvent, RtpPacket, RtpSender, RtpSession
+from media.rtp import (
+    PLAIN_FIRST_OCTET,
+    PLAIN_HEADER,
+    RtpEvent,
+    RtpPacket,
+    RtpSender,
+    RtpSession,
+)
 from media.sdp import Direction, Negotiated
 
 FRAME_SAMPLES = 160
@@ -55,6 +62,16 @@ class MediaStream:
         self.dtmf_in = DtmfReceiver()
         self.dtmf_out = DtmfSender(self.sender, config.dtmf_payload_type or 101)
         self.digits: list[DtmfDigit] = []
+        self._dtmf_in_progress = False  # a press is being received: its timer needs checking
+        self._dtmf_sending = False  # digits were queued: audio waits while they are sent
+        self._cache(config)
+
+    def _cache(self, config: StreamConfig) -> None:
+        # Read per packet and per tick: kept as plain attributes, refreshed on every change.
+        self._payload_type = config.payload_type
+        self._dtmf_payload_type = config.dtmf_payload_type
+        self._receives = config.direction.receives
+        self._sends = config.direction.sends
 
     def reconfigure(self, config: StreamConfig, now: float) -> None:
         """A re-INVITE changed the SDP: new address re-latches; a new codec keeps numbering."""
@@ -67,6 +84,7 @@ class MediaStream:
             self.dtmf_out.payload_type = config.dtmf_payload_type
         self.session.dtmf_payload_type = config.dtmf_payload_type
         self.config = config
+        self._cache(config)
 
     @property
     def remote(self) -> tuple[str, int] | None:
@@ -78,30 +96,54 @@ class MediaStream:
 
     @property
     def sending(self) -> bool:
-        return self.config.direction.sends and self.remote is not None
+        return self._sends and self.session.remote is not None
 
     # --- in ---
 
     def receive_datagram(self, data: bytes, address: tuple[str, int], now: float) -> None:
-        packet = self.session.receive_datagram(data, address, now)
-        if packet is None:
+        if len(data) < PLAIN_HEADER.size or data[0] != PLAIN_FIRST_OCTET:
+            # CSRCs, an extension, padding, or not RTP at all: the full parse decides.
+            packet = self.session.receive_datagram(data, address, now)
+            if packet is not None:
+                self._receive(packet.payload_type, packet.sequence, packet.timestamp, data, now)
             return
-        if packet.payload_type == self.config.dtmf_payload_type:
-            self.digits.extend(self.dtmf_in.receive(packet, now))
+        # A plain packet (nearly all of them): its header is read in place, no packet object.
+        second, sequence, timestamp, ssrc = PLAIN_HEADER.unpack_from(data)
+        payload_type = second & 0x7F
+        if self.session.receive_header(payload_type, sequence, timestamp, ssrc, address, now):
+            self._receive(payload_type, sequence, timestamp, data, now)
+
+    def _receive(
+        self, payload_type: int, sequence: int, timestamp: int, data: bytes, now: float
+    ) -> None:
+        if payload_type == self._dtmf_payload_type:
+            self._dtmf_in_progress = True
+            self.digits.extend(self.dtmf_in.receive(RtpPacket.parse(data), now))
             return
-        if not self.receiving:
+        if not self._receives:
             return
-        if packet.payload_type != self.config.payload_type:
+        if payload_type != self._payload_type:
             return  # comfort noise, or a codec other than the one negotiated
-        self.jitter.put(packet.sequence, packet.timestamp, packet.payload, now)
+        if data[0] == PLAIN_FIRST_OCTET:
+            payload = data[PLAIN_HEADER.size :]
+        else:
+            payload = RtpPacket.parse(data).payload
+        self.jitter.put(sequence, timestamp, payload, now)
+
+    def read_payload(self, now: float) -> bytes | None:
+        """This tick's frame from the phone as G.711 codes (None while it sends nothing);
+        the media engine decodes every leg's codes in one table lookup."""
+        if self._dtmf_in_progress:
+            self.digits.extend(self.dtmf_in.handle_timer(now))
+            self._dtmf_in_progress = self.dtmf_in.get_timer() is not None
+        return self.jitter.get_payload(now)
 
     def read_frame(self, now: float) -> Pcm | None:
         """This tick's decoded frame from the phone (None while it sends nothing)."""
-        self.digits.extend(self.dtmf_in.handle_timer(now))
-        frame = self.jitter.get(now)
-        if frame is None:
+        codes = self.read_payload(now)
+        if codes is None:
             return None
-        return self.config.law.decode(frame.payload)
+        return self.config.law.decode(codes)
 
     def events(self, now: float) -> list[RtpEvent]:
         """RTP inactivity and latching news since the last call."""
@@ -126,5 +168,17 @@ class MediaStream:
                 return events
         return [self.sender.packet(encoded, now=now)]
 
+    def audio_datagram(self, encoded: bytes, now: float) -> bytes | None:
+        """This tick's frame as one ready-to-send datagram, the usual case of `packets_for`;
+        None when `packets_for` must decide instead (not sending, or DTMF on the wire)."""
+        if not self._sends or self.session.remote is None:
+            return None
+        if self._dtmf_sending:
+            if self.dtmf_out.pending:
+                return None
+            self._dtmf_sending = False
+        return self.sender.datagram(encoded, now)
+
     def send_dtmf(self, digits: str, now: float) -> None:
         self.dtmf_out.send(digits, now)
+        self._dtmf_sending = True

@@ -365,9 +365,9 @@ class MediaEngine:
                 said[1].append(codes)
         for law, (said_legs, said_codes) in heard.items():
             frames = law.decode(b"".join(said_codes)).reshape(len(said_legs), FRAME_SAMPLES)
-            for leg, frame in zip(said_legs, frames, strict=True):
-                leg.said = frame
-                bridge.write(leg.slot, frame)
+            for leg, row in zip(said_legs, frames, strict=True):
+                leg.said = row
+                bridge.write(leg.slot, row)
         finished: list[Playback] = []
         for playback in self.playbacks.values():
             frame = playback.player.read_frame(tick)
