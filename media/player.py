@@ -300,7 +300,12 @@ class Player:
     @property
     def playing(self) -> bool:
         """True while something is being played or waits in the queue."""
-        return self._current is not None or bool(self._queue)
+        # A spent group stays queued until the next read pops it: counting it
+        # would report an item that ends on a frame boundary one tick (20 ms)
+        # late, and a test line's next step would start that much later.
+        return self._current is not None or any(
+            g.loop or g.index < len(g.items) for g in self._queue
+        )
 
     @property
     def current(self) -> PlayItem | None:
