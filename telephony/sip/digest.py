@@ -578,14 +578,27 @@ def _same_uri(a: str, b: str) -> bool:
     except SipParseError:
         return False
     if isinstance(ua, SipUri) and isinstance(ub, SipUri):
-        return _uri_key(ua) == _uri_key(ub)
+        return _uri_key(ua) == _uri_key(ub) and _same_uri_params(ua, ub)
     return a.strip().lower() == b.strip().lower()
 
 
 def _uri_key(uri: SipUri) -> tuple[object, ...]:
-    params = sorted((k.lower(), (v or "").lower()) for k, v in uri.params)
     headers = sorted((k.lower(), v) for k, v in uri.headers)
-    return (uri.scheme.lower(), uri.user, uri.password, uri.host.lower(), uri.port, params, headers)
+    return (uri.scheme.lower(), uri.user, uri.password, uri.host.lower(), uri.port, headers)
+
+
+# RFC 3261 19.1.4: these never match when only one URI has them; any other parameter present
+# in only one URI is ignored. So `sip:host;transport=UDP` (pyVoIP 1.6.8's digest uri for a
+# REGISTER sent to `sip:host`) is the same URI as `sip:host`.
+_PARAMS_NEEDED_IN_BOTH = frozenset({"user", "ttl", "method", "maddr"})
+
+
+def _same_uri_params(a: SipUri, b: SipUri) -> bool:
+    pa = {k.lower(): (v or "").lower() for k, v in a.params}
+    pb = {k.lower(): (v or "").lower() for k, v in b.params}
+    if any(pa[name] != pb[name] for name in pa.keys() & pb.keys()):
+        return False
+    return not (pa.keys() ^ pb.keys()) & _PARAMS_NEEDED_IN_BOTH
 
 
 __all__ = [

@@ -33,8 +33,14 @@ _MAX_DELTA = 2**32 - 1
 
 # Clients that abort on a challenge whose algorithm they do not know, instead of ignoring it
 # as RFC 2617 3.2.1 / RFC 8760 2.4 ask: libre before 2.x (baresip 1.x, Debian 12's) fails the
-# whole registration with ENOSYS when any WWW-Authenticate says SHA-256. They get MD5 alone.
-_MD5_ONLY_USER_AGENTS = (re.compile(r"^\s*baresip v?[01]\.", re.IGNORECASE),)
+# whole registration with ENOSYS when any WWW-Authenticate says SHA-256. pyVoIP 1.x reads only
+# the first WWW-Authenticate (SIPMessage.parse_raw_header keeps one value per header name) and
+# always answers with MD5 (SIPClient.gen_authorization), so with SHA-256 offered first it
+# answers the SHA-256 challenge's nonce with an MD5 digest. They get MD5 alone.
+_MD5_ONLY_USER_AGENTS = (
+    re.compile(r"^\s*baresip v?[01]\.", re.IGNORECASE),
+    re.compile(r"^\s*pyVoIP 1\.", re.IGNORECASE),
+)
 
 
 def legacy_md5_only(request: Request) -> Sequence[str] | None:
