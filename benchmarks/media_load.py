@@ -68,6 +68,7 @@ TONE_LEVEL = 8000.0
 TARGET_CALLS = 300
 TARGET_P99_MS = 5.0
 _RTP_HEADER = struct.Struct("!BBHII")
+_BLOCK = RATE // 10
 
 
 class SetupError(RuntimeError):
@@ -438,6 +439,8 @@ class Window:
     others_percent: float  # everything else on the machine, % of one core
     gc_full: int  # full (generation 2) collections in the switch
     gc_max_ms: float  # the longest collection pause
+    preempted_per_s: float  # the kernel took the switch's CPU away (involuntary switches)
+    kernel_share: float  # of the switch's CPU, the part spent in the kernel (socket calls)
 
 
 @dataclass
@@ -541,8 +544,11 @@ def _audio_check(phones: Sequence[Phone]) -> tuple[float, int]:
         if not phone.samples:
             continue
         pcm = phone.law.decode(b"".join(phone.samples)).astype(np.float64)
-        heard_peer = goertzel(pcm, RATE, peer.freq)
-        heard_self = goertzel(pcm, RATE, phone.freq)
+        # Power per 100 ms block (whole cycles of any multiple of 10 Hz), averaged: a frame
+        # the jitter buffer dropped shifts the phase, which must not cancel a whole second.
+        blocks = [pcm[i : i + _BLOCK] for i in range(0, len(pcm) - _BLOCK + 1, _BLOCK)] or [pcm]
+        heard_peer = statistics.fmean(goertzel(b, RATE, peer.freq) for b in blocks)
+        heard_self = statistics.fmean(goertzel(b, RATE, phone.freq) for b in blocks)
         if heard_peer > 0.25 * TONE_LEVEL**2 / 2 and heard_self < heard_peer / 100:
             ok += 1
     return (exact / total if total else 0.0), ok
@@ -630,6 +636,8 @@ async def run_size(calls: int, args: argparse.Namespace) -> SizeResult:
                     others_percent=100.0 * max(0.0, machine - own - cpu) / wall,
                     gc_full=stats["gc"]["gen2"]["count"],
                     gc_max_ms=max(g["max_ms"] for g in stats["gc"].values()),
+                    preempted_per_s=stats["preempted"] / wall,
+                    kernel_share=stats["kernel_cpu"] / cpu if cpu else 0.0,
                 )
             )
         sender_stats = sender.clock.stats()
@@ -710,7 +718,9 @@ def details(r: SizeResult) -> str:
         f"{r.concealed}, late packets {r.late}, calls dropped {r.dropped}, "
         f"sender clock p99 {r.sender_p99:.2f} ms (skipped {r.sender_skipped}); "
         f"CPU % of one core: phones {r.median('generator_percent'):.0f}, "
-        f"other processes {r.median('others_percent'):.0f}; switch GC: "
+        f"other processes {r.median('others_percent'):.0f}; switch CPU in kernel "
+        f"{100 * r.median('kernel_share'):.0f} %, preempted "
+        f"{r.median('preempted_per_s'):.0f}/s; switch GC: "
         f"{sum(w.gc_full for w in r.windows)} full collections, longest pause "
         f"{max(w.gc_max_ms for w in r.windows):.1f} ms"
     )

@@ -59,11 +59,23 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _kernel_seconds() -> float:
+    """CPU spent in the kernel on our behalf: UDP send/receive system calls, mostly."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
+
+
+def _preempted() -> int:
+    """Involuntary context switches so far: times the kernel took the CPU away from us."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+
+
 class Runner:
     def __init__(self, switch: Switch) -> None:
         self.switch = switch
         self._mark_wall = time.monotonic()
         self._mark_cpu = _cpu_seconds()
+        self._mark_kernel = _kernel_seconds()
+        self._mark_preempted = _preempted()
         self._mark_ticks = 0
         self._mark_skipped = 0
         # Instrumentation next to the clock's own numbers: the loop's clock is uvloop's
@@ -102,6 +114,8 @@ class Runner:
         self._mark_skipped = clock.schedule.skipped
         self._mark_wall = time.monotonic()
         self._mark_cpu = _cpu_seconds()
+        self._mark_kernel = _kernel_seconds()
+        self._mark_preempted = _preempted()
         self._lateness.clear()
         self._durations.clear()
         self._gc_pauses.clear()
@@ -130,6 +144,8 @@ class Runner:
         return {
             "wall": time.monotonic() - self._mark_wall,
             "cpu": _cpu_seconds() - self._mark_cpu,
+            "kernel_cpu": _kernel_seconds() - self._mark_kernel,
+            "preempted": _preempted() - self._mark_preempted,
             "ticks": schedule.ticks - self._mark_ticks,
             "skipped": schedule.skipped - self._mark_skipped,
             "lateness_ms": {
