@@ -102,9 +102,10 @@ def read_pcm(path: Path) -> Pcm:
 # * baresip (libre re_g711.h, g711_pcm2ulaw) encodes sign and magnitude: the
 #   code of |x| with the sign bit cleared for x < 0. The classic Sun reference
 #   (media/g711.py, mediastreamer2) takes x >> 2 *before* the magnitude, i.e.
-#   floors negative samples, so for about half of all negative samples it
-#   picks the neighbouring code: quantising baresip's -enc.wav with
-#   media/g711.py misses ~35 % of negative samples by one step.
+#   floors negative samples: a negative sample up to 3 below a decision level
+#   gets the neighbouring code (1 % of all negative values, but a large share
+#   of quiet audio, where steps are 8 wide). Quantising baresip's -enc.wav
+#   with media/g711.py therefore mismatches thousands of samples per call.
 # * baresip's decoder (libre g711_u2l) decodes the two zero codes 0xFF/0x7F to
 #   +2/-2 instead of 0; every other code as the reference.
 # * linphonec (mediastreamer2) is the Sun reference both ways: -1 encodes to
@@ -147,13 +148,16 @@ class Exactness:
 
     Every 20 ms frame of the recording (on its own grid) is either found
     *exactly* (all 160 samples equal) in the expected stream, digital silence,
-    or missing. ``splices`` lists where the offset between the two streams
-    changed: (frame, old lag, new lag), heard[i] being sent[i + lag].
+    or missing. A missing frame is ``concealed`` when it is the last exact
+    frame again at a lower gain: the switch's jitter buffer's loss concealment
+    (media/jitter.py). ``splices`` lists where the offset between the two
+    streams changed: (frame, old lag, new lag), heard[i] being sent[i + lag].
     """
 
     exact: int
     silent: int
     missing: tuple[int, ...]
+    concealed: tuple[int, ...]
     splices: tuple[tuple[int, int, int], ...]
     codes_seen: int
     span: tuple[int, int]  # first and last exactly found frame
@@ -164,6 +168,10 @@ class Exactness:
         outside are the call's edges: silence from the switch before the first
         packet arrives, a frame cut short at hang-up)."""
         return tuple(i for i in self.missing if self.span[0] < i < self.span[1])
+
+    @property
+    def unexplained(self) -> tuple[int, ...]:
+        return tuple(i for i in self.interior_missing if i not in self.concealed)
 
     @property
     def exact_seconds(self) -> float:
@@ -191,6 +199,8 @@ def bit_exactness(sent: Pcm, sender: str, heard: Pcm, receiver: str) -> Exactnes
     exact = silent = 0
     first = last = -1
     missing: list[int] = []
+    concealed: list[int] = []
+    previous: Pcm | None = None  # the last exact frame
     splices: list[tuple[int, int, int]] = []
     positions: list[int] = []
     for index in range(len(heard) // FRAME):
@@ -200,6 +210,7 @@ def bit_exactness(sent: Pcm, sender: str, heard: Pcm, receiver: str) -> Exactnes
             exact += 1
             positions.append(at)
             first, last = (index if first < 0 else first), index
+            previous = frame
             continue
         if set(frame.tolist()) <= silence:
             silent += 1
@@ -207,6 +218,8 @@ def bit_exactness(sent: Pcm, sender: str, heard: Pcm, receiver: str) -> Exactnes
         found = where.get(frame.tobytes())
         if found is None:
             missing.append(index)
+            if previous is not None and _is_repeat(frame, previous):
+                concealed.append(index)
             continue
         nearest = min(found, key=lambda p: abs(p - at))
         new_lag = nearest - index * FRAME
@@ -216,12 +229,33 @@ def bit_exactness(sent: Pcm, sender: str, heard: Pcm, receiver: str) -> Exactnes
         exact += 1
         positions.append(nearest)
         first, last = (index if first < 0 else first), index
+        previous = frame
     covered = (
         np.unique(np.concatenate([codes[p : p + FRAME] for p in positions]))
         if positions
         else np.array([])
     )
-    return Exactness(exact, silent, tuple(missing), tuple(splices), len(covered), (first, last))
+    return Exactness(
+        exact,
+        silent,
+        tuple(missing),
+        tuple(concealed),
+        tuple(splices),
+        len(covered),
+        (first, last),
+    )
+
+
+def _is_repeat(frame: Pcm, previous: Pcm) -> bool:
+    """``frame`` is ``previous`` at a lower gain (re-quantised by G.711)."""
+    a, b = frame.astype(np.float64), previous.astype(np.float64)
+    energy = float(np.dot(b, b))
+    if energy == 0.0 or not np.any(a):
+        return False
+    gain = float(np.dot(a, b)) / energy
+    residual = a - gain * b
+    # G.711 re-quantisation leaves ~-38 dB of error; anything else is far louder.
+    return 0.1 < gain < 0.95 and float(np.dot(residual, residual)) < 0.01 * float(np.dot(a, a))
 
 
 # ---------------------------------------------------------------- drivers
@@ -326,10 +360,11 @@ async def test_test_line_prompt_beep_and_music_heard_on_time(
 
     welcome, beep, music = reference("Welcome"), reference("beep"), reference("hold_music")
     # The whole prompt is there. linphonec time-warps the first ~second of its
-    # recording while its adaptive jitter buffer settles (README), so the
-    # prompt's end is timed from its last two seconds, never from its start.
+    # recording while its adaptive jitter buffer settles (README): the whole
+    # prompt then scores 0.65 to 0.9996 (unrelated speech ~0.07), so its end is
+    # timed from its last two seconds, never from its start.
     whole = locate(welcome, heard, RATE)
-    assert whole.score > (0.95 if client == "baresip" else 0.5), ("Welcome", whole)
+    assert whole.score > (0.95 if client == "baresip" else 0.4), ("Welcome", whole)
     tail = locate(welcome[-2 * RATE :], heard, RATE)
     assert tail.score > 0.95, ("Welcome tail", tail)
     welcome_end = tail.offset_s + 2.0
@@ -396,27 +431,37 @@ async def test_bridged_call_is_bit_exact_g711_both_ways(
     }
     for direction, result in checks.items():
         print(f"{direction} ({receiver} maria): {result}, {result.exact_seconds:.2f} s exact")
-        # Nearly every frame of the call is found sample for sample in what
-        # was sent, and the frames that are not are at the edges.
+        # Nearly every 20 ms of the call is found sample for sample in what was
+        # sent, and the frames that are not are at the edges ...
         assert result.exact_seconds >= 6.0, (direction, result)
         assert len(result.missing) - len(result.interior_missing) <= 2, (direction, result)
-        # A frame the switch's jitter buffer had to conceal (a packet late on
-        # a loaded machine) is replaced whole and not found: at most two.
-        # The frames straddling a receiver splice (below) are not found either.
-        assert len(result.interior_missing) <= 2 + len(result.splices), (direction, result)
+        # ... or are the switch's jitter buffer at work (media/jitter.py): when
+        # a packet is late (a busy machine: baresip's sender or the switch's
+        # clock stalled past the 40 ms target) it conceals by repeating the
+        # last frame at lower gain and waits, shifting the stream by a whole
+        # frame; later it drops one frame to catch up. Those are splices of
+        # 160 samples; the frames it did pass on are still bit-exact.
+        assert len(result.concealed) <= 4, (direction, result)
+        assert len(result.splices) <= 8, (direction, result)
         receiving = receiver if direction == "john -> maria" else "baresip"
         if receiving == "baresip":
-            # baresip writes what it decoded, packet after packet: the offset
-            # never changes. A switch that dropped or inserted a frame would
-            # show here as a splice of 160 samples.
-            assert result.splices == (), (direction, result)
+            # baresip writes what it decoded, packet after packet: every
+            # splice is the switch's, whole frames, and every frame that is
+            # not found is a concealment frame.
+            assert all((new - old) % FRAME == 0 for _, old, new in result.splices), result
+            assert result.unexplained == (), (direction, result)
         else:
-            # linphonec's adaptive jitter buffer plays out in 10 ms steps and
-            # sometimes drops or inserts 80 samples in the first second or so
-            # (its recording is "time-warped" there, README). The audio on both
-            # sides of such a splice is still bit-exact; a few are tolerated.
-            assert len(result.splices) <= 3, (direction, result)
-            assert all(abs(new - old) <= 2 * FRAME for _, old, new in result.splices), result
+            # linphonec's own adaptive jitter buffer plays out in 10 ms steps
+            # and sometimes drops or inserts 80 samples in the first seconds
+            # (its recording is "time-warped" there, README), reworking the
+            # one or two frames before the splice; both sides stay bit-exact.
+            assert all((new - old) % (FRAME // 2) == 0 for _, old, new in result.splices), result
+            near_splice = [
+                i
+                for i in result.unexplained
+                if any(0 < frame - i <= 2 for frame, _, _ in result.splices)
+            ]
+            assert list(result.unexplained) == near_splice, (direction, result)
         # The noise covers the µ-law range: the claim holds across the codes.
         assert result.codes_seen >= 230, (direction, result)
 
