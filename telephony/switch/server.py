@@ -80,6 +80,9 @@ class Switch:
         self.services = Services(
             self.endpoint, self.engine, config, self.prompts, self.b2bua.legs_by_dialog
         )
+        from telephony.center.executor import ContactCenter
+
+        self.center = ContactCenter(self, data_dir)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -89,6 +92,7 @@ class Switch:
         self.engine.start()
 
     async def stop(self) -> None:
+        self.center.close()
         await self.b2bua.close()
         self.engine.stop()
         self.endpoint.close()
@@ -176,6 +180,13 @@ class Switch:
         if self.services.handles(target):
             self._spawn(self.services.answer(incoming, auth, target))
             return
+        if self.center.handles(target):
+            self._spawn(self.center.inbound(incoming, auth, target))
+            return
+        dialled = self.config.dial_plan.get(target)
+        if dialled is not None and dialled.user is not None:
+            # The lab's stand-in for the PSTN: an external number rings a registered phone.
+            target = dialled.user
         if self.passwords(target) is None:
             self.endpoint.respond(tx, make_response(request, 404, to_tag=self.endpoint.new_tag()))
             return
