@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--data-dir", type=Path, default=Path("data"), help="recordings and records")
     serve.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="record every leg into DATA_DIR/recordings (default: on; --no-record to skip)",
+    )
+    serve.add_argument(
         "--rtp-timeout",
         type=float,
         default=30.0,
@@ -143,6 +149,7 @@ async def _serve(args: argparse.Namespace) -> int:
         rtp_ports=args.rtp_ports,
         rtp_timeout=args.rtp_timeout,
         data_dir=args.data_dir,
+        record=args.record,
     )
     args.data_dir.mkdir(parents=True, exist_ok=True)
     switch = Switch(settings, config)
