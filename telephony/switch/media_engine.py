@@ -344,26 +344,27 @@ class MediaEngine:
         self.tick_count = tick
         bridge = self.bridge
         legs = list(self.legs.values())
-        by_law: dict[Law, list[EngineLeg]] = {}
-        heard: dict[Law, tuple[list[EngineLeg], list[bytes]]] = {}
+        # Legs by G.711 law (there are two), each with the legs that said something this
+        # tick and their codes. Plain lists: an Enum as a dict key hashes in Python code.
+        laws: tuple[tuple[Law, list[EngineLeg], list[EngineLeg], list[bytes]], ...] = (
+            (Law.ULAW, [], [], []),
+            (Law.ALAW, [], [], []),
+        )
+        ulaw, alaw = laws
         for leg in legs:
             leg.said = None
             stream = leg.stream
             if stream is None:
                 continue
-            law = stream.config.law
-            group = by_law.get(law)
-            if group is None:
-                group = by_law[law] = []
+            _, group, said_legs, said_codes = ulaw if stream.config.law is Law.ULAW else alaw
             group.append(leg)
             codes = stream.read_payload(now)
             if codes is not None:
-                said = heard.get(law)
-                if said is None:
-                    said = heard[law] = ([], [])
-                said[0].append(leg)
-                said[1].append(codes)
-        for law, (said_legs, said_codes) in heard.items():
+                said_legs.append(leg)
+                said_codes.append(codes)
+        for law, _, said_legs, said_codes in laws:
+            if not said_legs:
+                continue
             frames = law.decode(b"".join(said_codes)).reshape(len(said_legs), FRAME_SAMPLES)
             for leg, row in zip(said_legs, frames, strict=True):
                 leg.said = row
@@ -378,7 +379,9 @@ class MediaEngine:
             if not playback.player.playing:
                 finished.append(playback)
         mixed = bridge.tick()
-        for law, group in by_law.items():
+        for law, group, _, _ in laws:
+            if not group:
+                continue
             encoded = law.encode(np.stack([mixed.get(leg.slot, SILENCE) for leg in group]))
             payloads = encoded.tobytes()
             end = 0
