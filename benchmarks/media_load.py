@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.switch_runner import PASSWORD, user_name
+from benchmarks.switch_runner import PASSWORD, realtime_priority, user_name
 from media import sdp
 from media.analysis import goertzel
 from media.clock import MediaClock
@@ -355,7 +355,14 @@ class PhoneBank:
 class SwitchProcess:
     """`benchmarks.switch_runner` as a child process, spoken to over stdin/stdout lines."""
 
-    def __init__(self, users: int, rtp_ports: tuple[int, int], record: bool, data_dir: Path):
+    def __init__(
+        self,
+        users: int,
+        rtp_ports: tuple[int, int],
+        record: bool,
+        data_dir: Path,
+        realtime: bool = False,
+    ):
         self.args = [
             sys.executable,
             "-m",
@@ -368,6 +375,8 @@ class SwitchProcess:
             str(data_dir),
             "--record" if record else "--no-record",
         ]
+        if realtime:
+            self.args.append("--realtime")
         self.log = data_dir / "switch.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: dict[str, Any] = {}
@@ -448,6 +457,7 @@ class SizeResult:
     calls: int
     record: bool
     windows: list[Window] = field(default_factory=list)
+    priority: str = "normal"
     sent: int = 0
     accepted: int = 0
     bit_exact: float = 0.0
@@ -558,13 +568,16 @@ async def run_size(calls: int, args: argparse.Namespace) -> SizeResult:
     result = SizeResult(calls, args.record)
     legs = 2 * calls
     data_dir = Path(tempfile.mkdtemp(prefix=f"qconnect-bench-{calls}-"))
-    switch = SwitchProcess(legs, _port_block(legs, 21000, 32000), args.record, data_dir)
+    switch = SwitchProcess(
+        legs, _port_block(legs, 21000, 32000), args.record, data_dir, args.realtime
+    )
     loop = asyncio.get_running_loop()
     bank: PhoneBank | None = None
     phones: list[Phone] = []
     try:
         started = time.monotonic()
         ready = await switch.start()
+        result.priority = str(ready.get("priority", "normal"))
         bank = PhoneBank(Address("udp", HOST, int(ready["sip_port"])))
         await bank.start()
         frames: dict[tuple[int, Law], list[bytes]] = {}
@@ -713,7 +726,8 @@ def verdict(r: SizeResult) -> str:
 def details(r: SizeResult) -> str:
     skipped = sum(w.skipped for w in r.windows)
     return (
-        f"  {r.calls} calls: setup {r.setup_seconds:.1f} s, {len(r.windows)} windows, "
+        f"  {r.calls} calls: switch priority {r.priority}, setup {r.setup_seconds:.1f} s, "
+        f"{len(r.windows)} windows, "
         f"switch ticks skipped {skipped}, jitter-buffer concealed/silent/lost frames "
         f"{r.concealed}, late packets {r.late}, calls dropped {r.dropped}, "
         f"sender clock p99 {r.sender_p99:.2f} ms (skipped {r.sender_skipped}); "
@@ -738,12 +752,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--record", action=argparse.BooleanOptionalAction, default=True, help="record every leg"
     )
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="run the switch and the phones at SCHED_RR priority (as media servers deploy)",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     return parser
 
 
 async def _main(args: argparse.Namespace) -> int:
     results: list[SizeResult] = []
+    if args.realtime:
+        print(f"phones run at {realtime_priority()}", file=sys.stderr)
     for calls in args.calls:
         print(f"running {calls} calls for {args.seconds:g} s ...", file=sys.stderr, flush=True)
         try:
