@@ -7,64 +7,21 @@ from the banners the CCP model published.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from media.analysis import detect_tone, load_wav, locate
-from media.prompts import prompt_path
-from telephony.center.config import demo_lab
-from telephony.lab.phone import Phone, PhoneCall
-from telephony.switch.server import Switch, SwitchSettings
-from telephony.transport.base import Address
-
-RATE = 8000
+from media.analysis import detect_tone, locate
+from telephony.switch.server import Switch
+from tests.center.callflow import RATE, banners, heard, phone, ref, running_switch, tone, wait_for
 
 
 @pytest.fixture
 async def switch(tmp_path: Path) -> AsyncIterator[Switch]:
-    base = 30000 + random.randrange(0, 300) * 100
-    config = demo_lab().model_copy(update={"ring_timeout": 3.0})
-    sw = Switch(SwitchSettings(sip_port=0, rtp_ports=(base, base + 99), data_dir=tmp_path), config)
-    await sw.start()
-    yield sw
-    await sw.stop()
-
-
-async def phone(sw: Switch, user: str, **kw: Any) -> Phone:
-    p = Phone(user, user, Address("udp", "127.0.0.1", sw.endpoint.port), **kw)
-    await p.start()
-    assert (await p.register()).status == 200
-    return p
-
-
-def ref(name: str) -> np.ndarray:
-    return load_wav(prompt_path(name))[0]
-
-
-def tone(freq: float, seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (6000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def heard(call: PhoneCall) -> np.ndarray:
-    return call.heard().astype(np.float64) / 32768.0
-
-
-async def wait_for(predicate: Any, within: float, what: str) -> None:
-    for _ in range(int(within / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def banners(events: list[dict[str, Any]], agent: str) -> list[str]:
-    return [e["banner"] for e in events if e["type"] == "banner" and e.get("agent") == agent]
+    async for sw in running_switch(tmp_path):
+        yield sw
 
 
 async def test_customer_reaches_john_with_whispers_in_seed_order(switch: Switch) -> None:
