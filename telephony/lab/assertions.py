@@ -205,7 +205,9 @@ class TimelineEvent:
         kind = str(event.get("type") or event.get("kind") or "event")
         at = event.get("t", event.get("at"))
         t = _posix(at) - started_at if at is not None else 0.0
-        if kind == "banner":
+        if kind in ("banner", "connectionAdded"):
+            # A new connection appears with its first banner (Incoming, or Connected for
+            # a quick connect's third party: seed scenario 1, step 1).
             agent = event.get("agent")
             return cls.banner(
                 t,
