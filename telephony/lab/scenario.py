@@ -844,6 +844,15 @@ def _cross_check(sc: Scenario, cfg: InstanceConfig | None) -> list[tuple[_Path, 
 # -- loading ----------------------------------------------------------------------------------
 
 
+def _without_tag(loc: Sequence[str | int]) -> tuple[str | int, ...]:
+    """Drop the union tag pydantic puts in an error's ``loc`` (``expect.0.two_way.during``):
+    the tag is also a real key of the item, so it would be followed as one."""
+    kinds = {"steps": _STEP_KINDS, "expect": _EXPECT_KINDS}.get(str(loc[0])) if loc else None
+    if kinds is not None and len(loc) >= 3 and isinstance(loc[1], int) and loc[2] in kinds:
+        return (*loc[:2], *loc[3:])
+    return tuple(loc)
+
+
 def parse_scenario(
     text: str, file: str, *, base_dir: Path | None = None, check_config: bool = True
 ) -> Scenario:
@@ -863,7 +872,8 @@ def parse_scenario(
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            path, line = _locate(data, lines, err["loc"], missing=err["type"] == "missing")
+            loc = _without_tag(err["loc"])
+            path, line = _locate(data, lines, loc, missing=err["type"] == "missing")
             message = err["msg"].removeprefix("Value error, ")
             problems.append(Problem(file, line, _dotted(path), message))
         raise ScenarioError(problems) from None
