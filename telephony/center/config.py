@@ -294,6 +294,29 @@ class ConferenceService(_Model):
 Service = Annotated[PlaybackService | ConferenceService, Field(discriminator="type")]
 
 
+class FeatureCodes(_Model):
+    """DTMF codes on an agent's own phone, for labs with softphones only (Asterisk's
+    attended-transfer codes in spirit): `quick_connect` + the quick connect's position in the
+    agent's list (1-based) starts it; the others act on the current contact."""
+
+    quick_connect: str = "**"
+    abort: str = "*1"  # end the third-party connection (abort the transfer)
+    complete: str = "*2"  # leave: the customer and the third party stay connected
+    threeway: str = "*3"  # join (conference)
+    swap: str = "*4"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FeatureCodes:
+        codes = [self.abort, self.complete, self.threeway, self.swap]
+        if len(set(codes)) != len(codes) or any(
+            not c or set(c) - set("0123456789*#") for c in codes
+        ):
+            raise ValueError("feature codes must be distinct strings of 0-9, * and #")
+        if any(c.startswith(self.quick_connect) for c in codes):
+            raise ValueError("no feature code may start with the quick_connect prefix")
+        return self
+
+
 class Prompt(_Model):
     """A prompt: text to synthesise, a WAV file, or a synthesised tone."""
 
@@ -322,6 +345,7 @@ class InstanceConfig(_Model):
 
     name: str = "qconnect lab"
     ring_timeout: float = Field(default=20.0, gt=0)  # seconds an offered contact rings an agent
+    feature_codes: FeatureCodes = Field(default_factory=FeatureCodes)
     flows_dir: str | None = None  # relative to the config file; adds to / overrides the defaults
     agents: dict[Login, Agent] = Field(min_length=1)
     users: dict[Login, User] = Field(default_factory=dict)

@@ -141,14 +141,18 @@ class ContactCenter:
         self.listeners: list[Listener] = []
         self._timer: asyncio.TimerHandle | None = None
         self._prompt_ids = itertools.count(1)
+        self._phone_held: dict[str, list[str]] = {}  # agent -> connections their phone held
+        self._digits: dict[str, str] = {}  # agent -> feature code typed so far
         self._draining = False
 
-    def close(self) -> None:
+    async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        for call in list(self.calls.values()):
-            for task in call.tasks:
-                task.cancel()
+        tasks = [task for call in self.calls.values() for task in call.tasks]
+        for task in tasks:
+            task.cancel()
+        # Let flows finish their trace entries before the record store closes.
+        await asyncio.gather(*tasks, return_exceptions=True)
         self.ctr.close()
 
     # --- what the API calls (each raises CenterError: 404/403/409/422) ---
@@ -637,6 +641,8 @@ class ContactCenter:
             await old.leg.hangup("replaced")
         call.parties[agent] = party
         leg.on_bye = functools.partial(self._agent_gone, call, agent)
+        leg.on_reinvite = functools.partial(self._agent_reinvite, agent)
+        media.on_digit = functools.partial(self._agent_digit, agent)
         display = f"{contact.queue or 'Transfer'}: {call.data[call.initial].customer_address or 'customer'}"
         invite = build_invite(
             self.endpoint,
@@ -890,6 +896,81 @@ class ContactCenter:
         if party is None or party.leg is not leg or party.connection is None:
             return
         self._try(self.model.third_party_hung_up, party.connection)
+
+    # --- the agent's own phone: hold button and DTMF feature codes (issue 5 item 6) ---
+
+    def _agent_contact(self, agent: str) -> str | None:
+        contacts = self.model.contacts_of(agent)
+        return contacts[-1].id if contacts else None
+
+    def _agent_reinvite(self, agent: str, leg: Leg, request: Request) -> Any:
+        """The agent's hold button is Hold in the CCP: sendonly/inactive holds whoever the
+        agent is talking to; sendrecv resumes what the phone held."""
+        response = leg.answer_offer(request)
+        if not response.is_success:
+            return response
+        contact_id = self._agent_contact(agent)
+        if contact_id is None:
+            return response
+        contact = self.model.contact(contact_id)
+        if leg.media.on_hold_by_phone:
+            held = [
+                c.id
+                for c in contact.connections.values()
+                if c.banner.value in ("Connected", "Joined")
+            ]
+            self._phone_held[agent] = held
+            for connection in held:
+                self._try(self.model.hold, agent, connection)
+        else:
+            for connection in self._phone_held.pop(agent, []):
+                self._try(self.model.resume, agent, connection)
+        return response
+
+    def _agent_digit(self, agent: str, digit: Any) -> None:
+        codes = self.config.feature_codes
+        typed = self._digits.get(agent, "") + digit.digit
+        self._digits[agent] = typed
+        contact_id = self._agent_contact(agent)
+        actions = {
+            codes.abort: "abort",
+            codes.complete: "leave",
+            codes.threeway: "conference",
+            codes.swap: "swap",
+        }
+        if typed.startswith(codes.quick_connect):
+            rest = typed[len(codes.quick_connect) :]
+            if not rest:
+                return
+            self._digits[agent] = ""
+            names = self.model.quick_connects(agent)
+            if contact_id is None or not rest.isdigit() or not 1 <= int(rest) <= len(names):
+                log.info("%s typed %s: no such quick connect", agent, typed)
+                return
+            log.info("%s typed %s: quick connect %s", agent, typed, names[int(rest) - 1])
+            self._try(self.model.quick_connect, agent, contact_id, names[int(rest) - 1])
+            return
+        action = actions.get(typed)
+        if action is None:
+            if not any(code.startswith(typed) for code in [*actions, codes.quick_connect]):
+                self._digits[agent] = digit.digit if digit.digit == "*" else ""
+            return
+        self._digits[agent] = ""
+        if contact_id is None:
+            return
+        log.info("%s typed %s: %s", agent, typed, action)
+        if action == "abort":
+            third = self.model.contact(contact_id).third_party
+            if third is not None:
+                self._try(self.model.end_connection, agent, third.id)
+            return
+        self._try(
+            getattr(
+                self.model, {"leave": "leave", "conference": "conference", "swap": "swap"}[action]
+            ),
+            agent,
+            contact_id,
+        )
 
     async def _hang_up(self, call: CustomerCall, party: str, reason: str) -> None:
         target = call.parties.get(party)

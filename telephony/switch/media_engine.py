@@ -298,10 +298,14 @@ class MediaEngine:
 
     def connect(self, a: EngineLeg, b: EngineLeg) -> None:
         """a and b hear each other."""
+        if a.closed or b.closed:
+            return  # a leg that ended has left the bridge with all its connections
         self.bridge.connect(a.slot, b.slot)
         self.bridge.connect(b.slot, a.slot)
 
     def disconnect(self, a: EngineLeg, b: EngineLeg) -> None:
+        if a.closed or b.closed:
+            return
         self.bridge.disconnect(a.slot, b.slot)
         self.bridge.disconnect(b.slot, a.slot)
 

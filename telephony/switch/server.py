@@ -92,8 +92,8 @@ class Switch:
         self.engine.start()
 
     async def stop(self) -> None:
-        self.center.close()
         await self.b2bua.close()
+        await self.center.close()
         self.engine.stop()
         self.endpoint.close()
 

@@ -282,3 +282,71 @@ async def test_customer_can_still_call_supplier_directly(switch: Switch) -> None
         await customer_phone.call("+19999999999")
     await lab.close()
     assert supplier_phone is not None
+
+
+async def test_phone_only_agent_feature_codes_and_hold_button(switch: Switch) -> None:
+    """A lab with softphones only: DTMF feature codes and the phone's own hold button."""
+    lab = Lab(switch)
+    customer, john, contact = await lab.first_leg()
+    maria_phone = await lab.phone("maria")
+    # The phone's hold button is Hold: the customer hears hold music, John hears nothing.
+    mark = seconds_heard(customer)
+    assert (await john.hold()).status == 200
+    await asyncio.sleep(1.2)
+    assert banners(lab.events, "john", "customer")[-1] == "On hold"
+    assert hears(customer) == set()
+    assert found("hold_music", heard(customer, since=mark), threshold=0.8, seconds=1.0)
+    assert (await john.resume()).status == 200
+    await asyncio.sleep(1.2)
+    assert banners(lab.events, "john", "customer")[-1] == "Connected"
+    assert hears(customer) == {JOHN}
+    # **1: the first quick connect of John's list (Maria).
+    assert switch.center.model.quick_connects("john")[0] == "Maria"
+    john.send_dtmf("**1")
+    maria = await asyncio.wait_for(maria_phone.incoming.get(), 10)
+    await maria.answer()
+    maria.media.play(tone(MARIA, 120))
+    await wait_for(lambda: "Connected" in banners(lab.events, "maria"), 10, "maria Connected")
+    john.send_dtmf("*3")  # three-way
+    await wait_for(lambda: banners(lab.events, "john", "maria")[-1:] == ["Joined"], 5, "Joined")
+    await asyncio.sleep(1.2)
+    assert hears(customer) == {JOHN, MARIA}
+    john.send_dtmf("*2")  # complete: John leaves, the customer stays with Maria
+    assert await john.wait_ended(5) == "remote hangup"
+    await asyncio.sleep(1.2)
+    assert hears(customer) == {MARIA} and hears(maria) == {CUSTOMER}
+    await customer.hangup()
+    await lab.close()
+
+
+async def test_agent_hanging_up_with_a_third_party_is_leave(switch: Switch) -> None:
+    lab = Lab(switch)
+    customer, john, contact = await lab.first_leg()
+    maria_phone = await lab.phone("maria")
+    switch.center.quick_connect("john", contact, "Maria")
+    maria = await asyncio.wait_for(maria_phone.incoming.get(), 10)
+    await maria.answer()
+    maria.media.play(tone(MARIA, 120))
+    await wait_for(lambda: "Connected" in banners(lab.events, "maria"), 10, "maria Connected")
+    await john.hangup()
+    await asyncio.sleep(1.5)
+    assert hears(customer) == {MARIA} and hears(maria) == {CUSTOMER}
+    await customer.hangup()
+    await lab.close()
+
+
+async def test_agent_quick_connect_not_answered_times_out(switch: Switch) -> None:
+    lab = Lab(switch)
+    customer, john, contact = await lab.first_leg()
+    maria_phone = await lab.phone("maria")
+    switch.center.quick_connect("john", contact, "Maria")
+    maria = await asyncio.wait_for(maria_phone.incoming.get(), 10)
+    # Nobody answers: the ring timeout (3 s in this lab) ends the transfer; the customer
+    # stays on hold for John.
+    assert await maria.wait_ended(8) == "cancelled"
+    await wait_for(
+        lambda: any(e["type"] == "transferFailed" for e in lab.events), 5, "transferFailed"
+    )
+    assert banners(lab.events, "john", "customer")[-1] == "On hold"
+    await customer.hangup()
+    await lab.close()
