@@ -8,8 +8,8 @@ to the generated beep and hold music.
 from __future__ import annotations
 
 import hashlib
-import re
 import logging
+import re
 from pathlib import Path
 
 from media.prompts import DEFAULT_AUDIO_DIR, PromptError, load_manifest, prompt_path, synthesise
