@@ -350,3 +350,21 @@ async def test_agent_quick_connect_not_answered_times_out(switch: Switch) -> Non
     assert banners(lab.events, "john", "customer")[-1] == "On hold"
     await customer.hangup()
     await lab.close()
+
+
+async def test_queue_transfer_refused_when_nobody_is_staffed(switch: Switch) -> None:
+    """Default queue transfer: Check staffing finds nobody -> John hears the flow's prompt,
+    the transfer leg ends, the customer stays on hold with John."""
+    lab = Lab(switch)
+    customer, john, contact = await lab.first_leg()
+    switch.center.set_status("maria", "Offline")  # PasswordReset's only agent
+    mark = seconds_heard(john)
+    switch.center.quick_connect("john", contact, "PasswordReset")
+    await wait_for(
+        lambda: any(e["type"] == "transferFailed" for e in lab.events), 10, "transferFailed"
+    )
+    assert found("No agents staffed", heard(john, since=mark))
+    assert banners(lab.events, "john", "PasswordReset")[-1] == "Ended"
+    assert banners(lab.events, "john", "customer")[-1] == "On hold"
+    await customer.hangup()
+    await lab.close()
