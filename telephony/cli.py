@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,33 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="hang up a call when no RTP arrived on it for this many seconds (default 30)",
+    )
+
+    serve.add_argument(
+        "--http-port",
+        type=int,
+        default=8080,
+        help="HTTP API, WebSocket and web CCP port (default 8080; 0 = any free port)",
+    )
+    serve.add_argument(
+        "--mqtt",
+        default="embedded",
+        metavar="embedded|off|mqtt://HOST:PORT",
+        help="MQTT bus: an in-process broker (default), none, or an external broker",
+    )
+    serve.add_argument(
+        "--mqtt-port",
+        type=int,
+        default=1883,
+        help="the embedded broker's port (default 1883; 0 = any free port)",
+    )
+    serve.add_argument(
+        "--mqtt-prefix", default="qconnect/", help="MQTT topic prefix (default qconnect/)"
+    )
+    serve.add_argument(
+        "--admin-token",
+        default=os.environ.get("QCONNECT_ADMIN_TOKEN"),
+        help="bearer token that reads every agent's state (default: $QCONNECT_ADMIN_TOKEN)",
     )
 
     check = commands.add_parser("check", help="validate instance config YAML or flow JSON files")
@@ -134,6 +162,8 @@ def _install_uvloop() -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
+    from telephony.api.mqtt import MqttConfigError
+    from telephony.api.service import AgentInterfaces, InterfaceSettings
     from telephony.center.config import ConfigError, demo_lab, load_config
     from telephony.switch.server import Switch, SwitchSettings
 
@@ -161,6 +191,28 @@ async def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        interfaces = AgentInterfaces(
+            switch.center,
+            InterfaceSettings(
+                bind=args.bind,
+                http_port=args.http_port,
+                mqtt=args.mqtt,
+                mqtt_port=args.mqtt_port,
+                mqtt_prefix=args.mqtt_prefix,
+                admin_token=args.admin_token,
+            ),
+        )
+        await interfaces.start()
+    except MqttConfigError as exc:
+        print(f"qconnect: --mqtt: {exc}", file=sys.stderr)
+        await switch.stop()
+        return 2
+    except OSError as exc:
+        print(f"qconnect: cannot start the agent interfaces: {exc}", file=sys.stderr)
+        await interfaces.stop()
+        await switch.stop()
+        return 2
     log.info(
         "lab %r: users %s; services %s",
         config.name,
@@ -173,6 +225,7 @@ async def _serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+    await interfaces.stop()
     await switch.stop()
     return 0
 
