@@ -118,8 +118,11 @@ async def test_media_clock_drives_callback_on_the_real_loop() -> None:
     await asyncio.wait_for(done, 2.0)
     assert not clock.running
     indices = [i for i, _ in seen]
-    assert indices == list(range(indices[0], 11))
+    # On a loaded machine the loop may stall past the catch-up bound: the clock then skips
+    # ticks (counted) rather than drift, so every tick is either delivered or skipped.
+    assert indices == sorted(set(indices)) and indices[-1] == 10
     assert clock.schedule is not None
+    assert len(indices) + clock.stats().skipped == 11 - indices[0]
     start = clock.schedule.start
     for index, now in seen:
         assert now >= start + index * 0.01 - 1e-6  # never early
