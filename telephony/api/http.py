@@ -238,9 +238,11 @@ class HttpServer:
     async def start(self) -> None:
         sock = socket.create_server((self.host, self.requested_port), reuse_port=False)
         self.port = sock.getsockname()[1]
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, shutdown_timeout=1.0).start()
+        await web.SockSite(self._runner, sock).start()
         log.info("HTTP API and web CCP on http://%s:%d/ccp/", self.host, self.port)
 
     async def stop(self) -> None:

@@ -95,6 +95,7 @@ class MqttBus:
         self.prefix = settings.prefix
         self.connected = asyncio.Event()
         self.connections = 0  # successful connects so far (tests watch reconnects)
+        self.idle = asyncio.Event()  # connected and everything queued has been published
         self._outbox: deque[_Out] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -155,6 +156,7 @@ class MqttBus:
             for o in stale:
                 self._outbox.remove(o)
         self._outbox.append(out)
+        self.idle.clear()
         while len(self._outbox) > OUTBOX_LIMIT:
             dropped = self._outbox.popleft()
             log.warning("mqtt outbox full: dropped %s", dropped.topic)
@@ -206,6 +208,7 @@ class MqttBus:
             finally:
                 self._client = None
                 self.connected.clear()
+                self.idle.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.settings.reconnect_max)
 
@@ -225,8 +228,10 @@ class MqttBus:
     async def _publisher(self, client: aiomqtt.Client) -> None:
         while True:
             while not self._outbox:
+                self.idle.set()
                 self._wake.clear()
                 await self._wake.wait()
+            self.idle.clear()
             out = self._outbox.popleft()
             try:
                 await client.publish(out.topic, out.payload, qos=1, retain=out.retain)
