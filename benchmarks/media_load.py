@@ -362,6 +362,7 @@ class SwitchProcess:
         record: bool,
         data_dir: Path,
         realtime: bool = False,
+        cpu: int | None = None,
     ):
         self.args = [
             sys.executable,
@@ -377,6 +378,8 @@ class SwitchProcess:
         ]
         if realtime:
             self.args.append("--realtime")
+        if cpu is not None:
+            self.args += ["--cpu", str(cpu)]
         self.log = data_dir / "switch.log"
         self.proc: asyncio.subprocess.Process | None = None
         self.ready: dict[str, Any] = {}
@@ -458,6 +461,7 @@ class SizeResult:
     record: bool
     windows: list[Window] = field(default_factory=list)
     priority: str = "normal"
+    cpus: str = "any"
     sent: int = 0
     accepted: int = 0
     bit_exact: float = 0.0
@@ -569,7 +573,7 @@ async def run_size(calls: int, args: argparse.Namespace) -> SizeResult:
     legs = 2 * calls
     data_dir = Path(tempfile.mkdtemp(prefix=f"qconnect-bench-{calls}-"))
     switch = SwitchProcess(
-        legs, _port_block(legs, 21000, 32000), args.record, data_dir, args.realtime
+        legs, _port_block(legs, 21000, 32000), args.record, data_dir, args.realtime, args.switch_cpu
     )
     loop = asyncio.get_running_loop()
     bank: PhoneBank | None = None
@@ -578,6 +582,11 @@ async def run_size(calls: int, args: argparse.Namespace) -> SizeResult:
         started = time.monotonic()
         ready = await switch.start()
         result.priority = str(ready.get("priority", "normal"))
+        result.cpus = (
+            ",".join(str(c) for c in ready.get("cpus", []))
+            if args.switch_cpu is not None
+            else "any"
+        )
         bank = PhoneBank(Address("udp", HOST, int(ready["sip_port"])))
         await bank.start()
         frames: dict[tuple[int, Law], list[bytes]] = {}
@@ -726,7 +735,8 @@ def verdict(r: SizeResult) -> str:
 def details(r: SizeResult) -> str:
     skipped = sum(w.skipped for w in r.windows)
     return (
-        f"  {r.calls} calls: switch priority {r.priority}, setup {r.setup_seconds:.1f} s, "
+        f"  {r.calls} calls: switch priority {r.priority}, CPU {r.cpus}, "
+        f"setup {r.setup_seconds:.1f} s, "
         f"{len(r.windows)} windows, "
         f"switch ticks skipped {skipped}, jitter-buffer concealed/silent/lost frames "
         f"{r.concealed}, late packets {r.late}, calls dropped {r.dropped}, "
@@ -757,12 +767,26 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the switch and the phones at SCHED_RR priority (as media servers deploy)",
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="switch on the first CPU, phones on the others (helps on an otherwise idle "
+        "machine, hurts when other processes need the switch's CPU)",
+    )
+    parser.set_defaults(switch_cpu=None)
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     return parser
 
 
 async def _main(args: argparse.Namespace) -> int:
     results: list[SizeResult] = []
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cpus) >= 2:
+        # The phones stand in for other machines: their CPU must not be the switch's, or
+        # every datagram the switch sends wakes a phone that preempts the switch.
+        args.switch_cpu = cpus[0]
+        os.sched_setaffinity(0, set(cpus[1:]))
+        print(f"switch on CPU {cpus[0]}, phones on CPU {cpus[1:]}", file=sys.stderr)
     if args.realtime:
         print(f"phones run at {realtime_priority()}", file=sys.stderr)
     for calls in args.calls:

@@ -248,6 +248,7 @@ async def _run(args: argparse.Namespace) -> int:
             "sip_port": switch.endpoint.port,
             "uvloop": type(loop).__module__.startswith("uvloop"),
             "priority": args.priority,
+            "cpus": sorted(os.sched_getaffinity(0)),
             "record_dir": str(data_dir / "recordings") if args.record else None,
         },
     )
@@ -268,7 +269,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rtp-timeout", type=float, default=30.0)
     parser.add_argument("--no-uvloop", dest="uvloop", action="store_false")
     parser.add_argument("--realtime", action="store_true", help="run at SCHED_RR priority")
+    parser.add_argument("--cpu", type=int, help="run on this CPU only")
     args = parser.parse_args(argv)
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
     args.priority = realtime_priority() if args.realtime else "normal"
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if args.uvloop:
