@@ -13,6 +13,7 @@ const state = {
   since: new Map(), // connection id -> {banner, at (ms)}
   offers: new Map(), // contact id -> expiry (ms)
   openMenu: null, // contact id whose quick connect menu is open
+  backfilled: new Set(), // contacts whose trace record filled in the timeline
   ws: null,
   wsDelay: 500,
   loggedOut: false,
@@ -139,6 +140,7 @@ async function start(who) {
   state.loggedOut = false;
   state.since.clear();
   state.offers.clear();
+  state.backfilled.clear();
   $("#timeline").replaceChildren();
   $("#agent-name").textContent = state.displayName;
   $("#agent-login").textContent = `(${who.agent})`;
@@ -209,6 +211,10 @@ function applySnapshot(snapshot) {
   if (snapshot.actions) state.actions = snapshot.actions;
   const now = Date.now();
   for (const contact of snapshot.contacts) {
+    if (!state.backfilled.has(contact.id)) {
+      state.backfilled.add(contact.id);
+      backfill(contact.id);
+    }
     for (const conn of contact.connections) {
       const seen = state.since.get(conn.id);
       if (!seen || seen.banner !== conn.banner) state.since.set(conn.id, { banner: conn.banner, at: now });
@@ -386,17 +392,62 @@ function describe(e) {
   }
 }
 
-function addTimeline(event) {
+// What happened on a contact before this agent was on it (the inbound flow, a transfer
+// flow): its contact trace record, up to the first event the WebSocket brought.
+async function backfill(contactId) {
+  let record;
+  try {
+    record = await api("GET", `/api/contacts/${encodeURIComponent(contactId)}`);
+  } catch (_) {
+    return;
+  }
+  const live = [...document.querySelectorAll("#timeline li[data-live]")]
+    .filter((li) => li.dataset.contact === contactId)
+    .map((li) => Number(li.dataset.t));
+  const firstLive = live.length ? Math.min(...live) : Infinity;
+  const prompts = new Map();
+  for (const entry of record.timeline) {
+    // Later entries came live, except the end of a prompt that began before this agent
+    // was on the call (nobody's CCP was listening for it then).
+    const late = Date.parse(entry.at) >= firstLive;
+    if (late && !(entry.kind === "promptEnd" && prompts.has(entry.id))) continue;
+    let event = { ...entry, type: entry.kind, contact: contactId };
+    if (entry.kind === "prompt") {
+      prompts.set(entry.id, entry);
+      event.type = "promptStarted";
+    } else if (entry.kind === "promptEnd") {
+      const started = prompts.get(entry.id);
+      if (!started) continue;
+      event = { ...started, type: "promptEnded", at: entry.at, contact: contactId };
+    } else if (entry.kind === "recording") {
+      continue;
+    }
+    if (entry.agent && entry.agent !== state.agent) continue; // another agent's CCP
+    addTimeline(event, true);
+  }
+}
+
+function addTimeline(event, past = false) {
   const [kind, text] = describe(event);
   const at = event.at ? new Date(event.at) : new Date();
+  const t = at.getTime();
   const list = $("#timeline");
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
-  list.append(
-    h("li", { class: `k-${kind}`, "data-type": event.type, "data-contact": event.contact || "" },
-      h("span", { class: "t", text: at.toLocaleTimeString([], { hour12: false }) }),
-      h("span", { class: "dot" }),
-      h("span", {}, text, event.contact ? h("span", { class: "chip", text: event.contact.slice(0, 8) }) : null)),
-  );
+  const row = h("li", {
+    class: `k-${kind}${past ? " past" : ""}`,
+    "data-type": event.type,
+    "data-contact": event.contact || "",
+    "data-t": String(t),
+    "data-live": past ? null : "",
+  },
+  h("span", { class: "t", text: at.toLocaleTimeString([], { hour12: false }) }),
+  h("span", { class: "dot" }),
+  h("span", {}, text, event.contact ? h("span", { class: "chip", text: event.contact.slice(0, 8) }) : null));
+  // Rows stay in time order: a backfilled row goes before the later ones.
+  let after = list.lastElementChild;
+  while (after && Number(after.dataset.t) > t) after = after.previousElementSibling;
+  if (after) after.after(row);
+  else list.prepend(row);
   while (list.children.length > 500) list.firstElementChild.remove();
   if (nearBottom) list.scrollTop = list.scrollHeight;
 }
