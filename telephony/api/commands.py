@@ -42,6 +42,15 @@ class Command:
     status: str | None = None  # setStatus: Available | Offline
     id: str | None = None
 
+    def describe(self) -> str:
+        """``quickConnect contact=… name=Maria`` for the log."""
+        parts = [self.action]
+        for key in ("contact", "connection", "name", "status", "id"):
+            value = getattr(self, key)
+            if value is not None:
+                parts.append(f"{key}={value}")
+        return " ".join(parts)
+
 
 # action -> the field it needs (besides the agent), and the HTTP path segment it has.
 CONTACT_ACTIONS: Mapping[str, str] = {

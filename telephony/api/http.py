@@ -144,7 +144,7 @@ async def connection_action(request: web.Request) -> web.Response:
 def _act(request: web.Request, agent: str, command: Command) -> web.Response:
     center = request.app[CENTER]
     execute(center, agent, command)
-    log.info("api: %s %s", agent, command)
+    log.info("api: %s %s", agent, command.describe())
     return web.json_response(center.snapshot(agent))
 
 
@@ -236,7 +236,8 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        sock = socket.create_server((self.host, self.requested_port), reuse_port=False)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.create_server((self.host, self.requested_port), family=family)
         self.port = sock.getsockname()[1]
         self._runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0

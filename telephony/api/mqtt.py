@@ -267,7 +267,7 @@ class MqttBus:
             except CenterError as exc:
                 self._refuse(agent, raw, exc.message, exc.status, command.id)
             else:
-                log.info("mqtt: %s %s", agent, command)
+                log.info("mqtt: %s %s", agent, command.describe())
 
     def _refuse(
         self, agent: str, raw: bytes | str, message: str, status: int, tag: str | None = None
