@@ -91,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
         help="bearer token that reads every agent's state (default: $QCONNECT_ADMIN_TOKEN)",
     )
 
+    demo = commands.add_parser(
+        "demo", help="run the seed's three scenarios end to end, narrated, with a report"
+    )
+    demo.add_argument("--out", type=Path, default=Path("qconnect-report"), help="report folder")
+
+    test = commands.add_parser("test", help="run scenario files; non-zero exit on any failure")
+    test.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
+    test.add_argument("--out", type=Path, default=Path("qconnect-report"), help="report folder")
+    test.add_argument("--junit", type=Path, help="JUnit XML path (default: OUT/junit.xml)")
+
     check = commands.add_parser("check", help="validate instance config YAML or flow JSON files")
     check.add_argument("paths", nargs="+", type=Path, metavar="CONFIG|FLOW")
 
@@ -236,6 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         _install_uvloop()
         return asyncio.run(_serve(args))
+    if args.command in ("demo", "test"):
+        from telephony.lab.demo import SEED_SCENARIOS, Console, run
+
+        _install_uvloop()
+        logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+        paths = list(SEED_SCENARIOS) if args.command == "demo" else args.scenarios
+        return asyncio.run(run(paths, args.out, Console(), junit=getattr(args, "junit", None)))
     if args.command == "check":
         return _check(args.paths)
     if args.command == "prompts":

@@ -1049,7 +1049,22 @@ def build_invite(
 
 
 def _label(messages: tuple[Message, ...]) -> str:
-    return " + ".join(m.value for m in messages)
+    """What a person reads in a timeline: SSML without its tags, pauses as "(10 s)"."""
+    parts = []
+    for message in messages:
+        if message.ssml is not None:
+            try:
+                segments = ssml_segments(message.ssml)
+            except Exception:
+                parts.append(message.value)
+                continue
+            text = " ".join(
+                s.text.strip() if isinstance(s, Speech) else f"({s.seconds:g} s)" for s in segments
+            )
+            parts.append(text.strip())
+        else:
+            parts.append(message.value)
+    return " + ".join(parts)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

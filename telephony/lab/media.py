@@ -123,6 +123,11 @@ class CallMedia:
             self._rtcp_transport = None
 
     @property
+    def started_at(self) -> float | None:
+        """Loop time of the first sample of `heard()` (None: media never started)."""
+        return self._start
+
+    @property
     def ssrc(self) -> int:
         return self._rtp.ssrc
 
