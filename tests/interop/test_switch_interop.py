@@ -61,6 +61,11 @@ class SwitchProcess:
             f"{lo}-{hi}",
             "--data-dir",
             str(self.data_dir),
+            # Tests run in parallel: no fixed HTTP port, no embedded broker on 1883.
+            "--http-port",
+            "0",
+            "--mqtt",
+            "off",
         ]
 
     def start(self, within: float = 15.0) -> None:
