@@ -100,6 +100,21 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO")
     test.add_argument("--out", type=Path, default=Path("qconnect-report"), help="report folder")
     test.add_argument("--junit", type=Path, help="JUnit XML path (default: OUT/junit.xml)")
+    test.add_argument(
+        "--target",
+        metavar="SIP_HOST:PORT",
+        help="run against a running switch (qconnect serve) instead of an embedded one",
+    )
+    test.add_argument(
+        "--api",
+        metavar="URL",
+        help="with --target: its HTTP API (default http://SIP_HOST:8080)",
+    )
+    test.add_argument(
+        "--admin-token",
+        default=os.environ.get("QCONNECT_ADMIN_TOKEN"),
+        help="with --target: reads the contact trace records (default: $QCONNECT_ADMIN_TOKEN)",
+    )
 
     check = commands.add_parser("check", help="validate instance config YAML or flow JSON files")
     check.add_argument("paths", nargs="+", type=Path, metavar="CONFIG|FLOW")
@@ -252,7 +267,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         _install_uvloop()
         logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
         paths = list(SEED_SCENARIOS) if args.command == "demo" else args.scenarios
-        return asyncio.run(run(paths, args.out, Console(), junit=getattr(args, "junit", None)))
+        control = None
+        if getattr(args, "target", None):
+            from telephony.lab.remote import Target, remote_controls
+
+            try:
+                control = remote_controls(Target.parse(args.target, args.api, args.admin_token))
+            except ValueError as exc:
+                print(f"qconnect test: {exc}", file=sys.stderr)
+                return 2
+        junit = getattr(args, "junit", None)
+        return asyncio.run(run(paths, args.out, Console(), junit=junit, control=control))
     if args.command == "check":
         return _check(args.paths)
     if args.command == "prompts":

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from telephony.lab.assertions import ScenarioResult
 from telephony.lab.junit import write_junit
 from telephony.lab.report import write_report
-from telephony.lab.runner import ScenarioRunner, slug
+from telephony.lab.runner import Control, ScenarioRunner, slug
 from telephony.lab.scenario import SCENARIOS_DIR, Scenario, ScenarioError, load_scenario
 
 # The seed's three scenarios (MISSION.md), in order.
@@ -43,10 +43,16 @@ def expand(paths: Sequence[Path]) -> list[Path]:
 
 
 async def run(
-    paths: Sequence[Path], out: Path, console: Console, *, junit: Path | None = None
+    paths: Sequence[Path],
+    out: Path,
+    console: Console,
+    *,
+    junit: Path | None = None,
+    control: Callable[[Scenario], Control] | None = None,
 ) -> int:
     """Run every scenario; 0 when every assertion of every scenario held, 1 otherwise,
-    2 when a scenario file itself is invalid (nothing runs then)."""
+    2 when a scenario file itself is invalid (nothing runs then). ``control`` makes each
+    scenario's switch (default: an embedded one; ``telephony.lab.remote`` for ``--target``)."""
     scenarios: list[Scenario] = []
     for path in expand(paths):
         try:
@@ -58,7 +64,10 @@ async def run(
     for index, scenario in enumerate(scenarios, 1):
         console.line(f"== [{index}/{len(scenarios)}] {scenario.name}")
         runner = ScenarioRunner(
-            scenario, data_dir=out / "runs" / slug(scenario.name), narrate=console.event
+            scenario,
+            data_dir=out / "runs" / slug(scenario.name),
+            narrate=console.event,
+            control=control(scenario) if control is not None else None,
         )
         result = await runner.run()
         results.append(result)

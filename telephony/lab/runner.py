@@ -5,6 +5,11 @@ scenario's instance config) or talks to a running one (`--target`), registers on
 phone per party, executes the steps in order, and hands the recordings, the event timeline
 and the contact trace records to `telephony.lab.assertions.evaluate`.
 
+Everything it needs from the switch goes through a :class:`Control`: the CCP actions, the
+agents' snapshots, the event stream, the contact trace records and where phones register.
+:class:`EmbeddedControl` calls the contact center in-process; ``telephony.lab.remote``'s
+``RemoteControl`` uses the HTTP API and the agents' WebSockets of a running ``qconnect serve``.
+
 Answer modes of the parties (scenario.py): an *agent* with ``auto`` answers its ringing phone
 when the CCP accepts (Amazon Connect's softphone), ``manual`` only when a step accepts,
 ``never`` lets it ring, ``busy`` answers 486; a customer or external party with ``auto``
@@ -22,13 +27,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from telephony.center.config import users_with_passwords
+from telephony.api.commands import Command, execute
+from telephony.center.config import InstanceConfig, users_with_passwords
 from telephony.center.events import CenterError
+from telephony.center.executor import ContactCenter
 from telephony.lab.assertions import (
     Recording,
     RunRecord,
@@ -57,6 +64,97 @@ log = logging.getLogger("qconnect.lab")
 RATE = 8000
 
 Narrator = Callable[[float, str], None]
+EventListener = Callable[[dict[str, Any]], None]
+
+
+class Control(Protocol):
+    """The switch as the runner sees it; embedded and remote runs differ only here."""
+
+    #: The switch outlives the run (a running ``qconnect serve``): phones unregister at the
+    #: end so the next run's INVITEs do not fork to dead bindings.
+    shared: bool
+
+    @property
+    def sip_address(self) -> Address:
+        """Where the phones register and send their calls."""
+        ...
+
+    @property
+    def phone_bind(self) -> str:
+        """The local address the phones listen on (one the switch can reach)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    def subscribe(self, listener: EventListener) -> None:
+        """Every center event from now on, as its JSON (docs/events.md), each once."""
+        ...
+
+    async def act(self, agent: str, command: Command) -> None:
+        """One CCP action by ``agent``; raises CenterError when the switch refuses it."""
+        ...
+
+    async def snapshot(self, agent: str) -> dict[str, Any]: ...
+
+    async def contact_records(self) -> list[dict[str, Any]]:
+        """The run's contact trace records, oldest first."""
+        ...
+
+    def backfill(self, ctrs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Events the subscription could not see, rebuilt from the records (with ``t``)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+
+class EmbeddedControl:
+    """A switch of the run's own, in this process, on free loopback ports."""
+
+    shared = False
+    phone_bind = "127.0.0.1"
+
+    def __init__(self, config: InstanceConfig, data_dir: Path) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.switch: Switch | None = None
+
+    @property
+    def center(self) -> ContactCenter:
+        assert self.switch is not None, "the switch has not started"
+        return self.switch.center
+
+    @property
+    def sip_address(self) -> Address:
+        assert self.switch is not None, "the switch has not started"
+        return Address("udp", "127.0.0.1", self.switch.endpoint.port)
+
+    async def start(self) -> None:
+        base = 20000 + random.randrange(0, 400) * 100
+        settings = SwitchSettings(sip_port=0, rtp_ports=(base, base + 99), data_dir=self.data_dir)
+        self.switch = Switch(settings, self.config)
+        await self.switch.start()
+
+    def subscribe(self, listener: EventListener) -> None:
+        self.center.subscribe(listener)
+
+    async def act(self, agent: str, command: Command) -> None:
+        execute(self.center, agent, command)
+
+    async def snapshot(self, agent: str) -> dict[str, Any]:
+        return dict(self.center.snapshot(agent))
+
+    async def contact_records(self) -> list[dict[str, Any]]:
+        if self.switch is None:
+            return []
+        ids = [c["contact"] for c in self.center.ctr.list_contacts()]
+        return [self.center.ctr.get(i) for i in ids]
+
+    def backfill(self, ctrs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return []  # the center's own subscription misses nothing
+
+    async def stop(self) -> None:
+        if self.switch is not None:
+            await self.switch.stop()
 
 
 class StepFailed(Exception):
@@ -91,12 +189,15 @@ class ScenarioRunner:
         *,
         data_dir: Path | None = None,
         narrate: Narrator | None = None,
+        control: Control | None = None,
     ) -> None:
         self.scenario = scenario
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="qconnect-run-"))
         self.narrate = narrate or (lambda t, text: None)
         self.library = SoundLibrary(scenario.instance_config)
-        self.switch: Switch | None = None
+        self.control: Control = control or EmbeddedControl(
+            scenario.instance_config, self.data_dir / "switch"
+        )
         self.parties: dict[str, PartyPhone] = {}
         self.record = RunRecord()
         self._t0 = 0.0  # time.monotonic() of t = 0
@@ -130,25 +231,25 @@ class ScenarioRunner:
             self.scenario, self.record, results, time.monotonic() - started, error
         )
 
+    @property
+    def switch(self) -> Switch | None:
+        """The embedded switch (None for a remote run, or before it starts)."""
+        return self.control.switch if isinstance(self.control, EmbeddedControl) else None
+
     async def _run(self) -> None:
         config = self.scenario.instance_config
-        base = 20000 + random.randrange(0, 400) * 100
-        settings = SwitchSettings(
-            sip_port=0, rtp_ports=(base, base + 99), data_dir=self.data_dir / "switch"
-        )
-        self.switch = Switch(settings, config)
-        await self.switch.start()
+        await self.control.start()
         # The run's clock is time.monotonic() (uvloop's loop clock has 1 ms steps, so a mark
         # and the event it causes could tie); recordings are placed via the loop's clock.
         self._t0_loop = asyncio.get_running_loop().time()
         self._t0 = time.monotonic()
         self.record.started_at = time.time()
-        self.switch.center.subscribe(self._on_event)
+        self.control.subscribe(self._on_event)
         passwords = users_with_passwords(config)
         for name, party in self.scenario.parties.items():
             user = self.scenario.sip_user(name)
             phone = Phone(
-                user, passwords[user], Address("udp", "127.0.0.1", self.switch.endpoint.port)
+                user, passwords[user], self.control.sip_address, bind=self.control.phone_bind
             )
             await phone.start()
             response = await phone.register()
@@ -328,8 +429,7 @@ class ScenarioRunner:
         return True
 
     async def _ccp(self, spec: Any, where: str) -> None:
-        assert self.switch is not None
-        center = self.switch.center
+        act = self.control.act
         agent = spec.agent
         action = spec.action
         self.narrate(
@@ -337,12 +437,12 @@ class ScenarioRunner:
         )
         try:
             if action == "setStatus":
-                center.set_status(agent, spec.status)
+                await act(agent, Command("setStatus", status=spec.status))
                 return
-            contact = spec.contact or self._contact_of(agent, where)
+            contact = spec.contact or await self._contact_of(agent, where)
             match action:
                 case "accept":
-                    center.accept(agent, contact)
+                    await act(agent, Command("accept", contact=contact))
                     party = self.parties.get(agent)
                     ringing = party.ringing() if party is not None else None
                     if party is not None and party.answer in ("auto", "manual"):
@@ -350,36 +450,24 @@ class ScenarioRunner:
                             await self._answer(party, ringing)  # the softphone connects on accept
                         else:
                             self._accepted.add(agent)  # the INVITE is still on its way
-                case "reject":
-                    center.reject(agent, contact)
                 case "quickConnect":
-                    center.quick_connect(agent, contact, spec.name)
-                case "conference":
-                    center.conference(agent, contact)
-                case "holdAll":
-                    center.hold_all(agent, contact)
-                case "swap":
-                    center.swap(agent, contact)
-                case "leave":
-                    center.leave(agent, contact)
+                    await act(agent, Command(action, contact=contact, name=spec.name))
+                case "reject" | "conference" | "holdAll" | "swap" | "leave":
+                    await act(agent, Command(action, contact=contact))
                 case "hold" | "resume" | "end":
-                    connection = self._connection_of(agent, contact, spec.connection, where)
-                    {"hold": center.hold, "resume": center.resume, "end": center.end_connection}[
-                        action
-                    ](agent, connection)
+                    connection = await self._connection_of(agent, contact, spec.connection, where)
+                    await act(agent, Command(action, connection=connection))
         except CenterError as exc:
             raise StepFailed(f"{where}: {agent} {action}: {exc} ({exc.status})") from None
 
-    def _contact_of(self, agent: str, where: str) -> str:
-        assert self.switch is not None
-        contacts = self.switch.center.snapshot(agent)["contacts"]
+    async def _contact_of(self, agent: str, where: str) -> str:
+        contacts = (await self.control.snapshot(agent))["contacts"]
         if len(contacts) != 1:
             raise StepFailed(f"{where}: {agent} has {len(contacts)} contacts; name one")
         return str(contacts[0]["id"])
 
-    def _connection_of(self, agent: str, contact: str, party: str | None, where: str) -> str:
-        assert self.switch is not None
-        for c in self.switch.center.snapshot(agent)["contacts"]:
+    async def _connection_of(self, agent: str, contact: str, party: str | None, where: str) -> str:
+        for c in (await self.control.snapshot(agent))["contacts"]:
             if c["id"] == contact:
                 for conn in c["connections"]:
                     if conn["party"] == party:
@@ -402,17 +490,20 @@ class ScenarioRunner:
                 timeline[first : first + len(chunk)] = chunk
             heard = timeline.astype(np.float64) / 32768.0
             self.record.recordings[name] = Recording(name, heard, RATE, 0.0)
-        if self.switch is not None:
-            center = self.switch.center
-            ids = [c["contact"] for c in center.ctr.list_contacts()]
-            self.record.ctrs = [center.ctr.get(i) for i in ids]
+        self.record.ctrs = await self.control.contact_records()
+        for event in self.control.backfill(self.record.ctrs):
+            self.record.timeline.append(
+                TimelineEvent.from_event_json(event, self.record.started_at)
+            )
 
     async def _teardown(self) -> None:
         for party in self.parties.values():
             with contextlib.suppress(Exception):
+                if self.control.shared:
+                    await asyncio.wait_for(party.phone.register(expires=0), 2.0)
+            with contextlib.suppress(Exception):
                 await party.phone.stop()
-        if self.switch is not None:
-            await self.switch.stop()
+        await self.control.stop()
 
 
 def _describe_wait(spec: Any) -> str:
