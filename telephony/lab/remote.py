@@ -26,6 +26,7 @@ for such a customer-only event while it happens; it times out (use a ``wait`` in
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -320,7 +321,7 @@ class RemoteControl:
         password = self.passwords.get(agent)
         if password is None:
             raise CenterError(f"{agent!r} is not an agent of this scenario's config", 404)
-        return aiohttp.BasicAuth(agent, password).encode()
+        return "Basic " + base64.b64encode(f"{agent}:{password}".encode()).decode("ascii")
 
     async def _request(
         self, method: str, url: str, authorization: str, body: dict[str, Any] | None = None
