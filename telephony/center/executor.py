@@ -73,12 +73,11 @@ from telephony.center.events import (
     iso8601,
 )
 from telephony.sip.headers import NameAddr
-from telephony.sip.message import Headers, Request, make_response
+from telephony.sip.message import Request
 from telephony.sip.parser import parse_uri
-from telephony.sip.transaction import new_call_id
 from telephony.sip.uri import SipUri
 from telephony.switch.endpoint import Incoming
-from telephony.switch.leg import IncomingLeg, Leg, LegState, OutgoingLeg
+from telephony.switch.leg import Leg, LegState, OutgoingLeg, build_invite, prepare_incoming
 from telephony.switch.rtp_ports import PortsExhausted
 from telephony.transport.base import Address
 
@@ -229,23 +228,12 @@ class ContactCenter:
         return number in self.config.phone_numbers
 
     async def inbound(self, incoming: Incoming, caller: str, number: str) -> None:
-        request = incoming.request
-        assert incoming.transaction is not None
-        try:
-            media = await self.engine.open_leg(f"{caller}-{number}")
-        except PortsExhausted:
-            self.endpoint.respond(
-                incoming.transaction, make_response(request, 503, "No RTP ports free")
-            )
+        prepared = await prepare_incoming(
+            self.endpoint, self.engine, self.legs, incoming, CUSTOMER, f"{caller}-{number}"
+        )
+        if prepared is None:
             return
-        leg = IncomingLeg(self.endpoint, media, CUSTOMER, incoming)
-        try:
-            sdp = media.answer(request.body) if request.body else media.offer()
-        except SdpError as exc:
-            leg.reject(exc.status, str(exc))
-            return
-        leg.on_ack_sdp = media.apply_answer
-        self.legs[(leg.call_id, leg.local_tag)] = leg
+        leg, sdp = prepared
         leg.answer(sdp)
         contact = self.model.create_contact(time.time(), customer=CUSTOMER)
         call = CustomerCall(contact.id)
@@ -1022,30 +1010,6 @@ class ContactCenter:
                 listener(event)
             except Exception:
                 log.exception("event listener failed")
-
-
-def build_invite(
-    endpoint: Any,
-    uri: Any,
-    transport: str,
-    *,
-    from_: NameAddr,
-    to: NameAddr,
-    sdp: bytes,
-    extra: tuple[tuple[str, str], ...] = (),
-) -> Request:
-    headers = Headers.of(
-        ("Via", str(endpoint.via(transport))),
-        ("Max-Forwards", "70"),
-        ("From", str(from_)),
-        ("To", str(to)),
-        ("Call-ID", new_call_id(endpoint.advertise)),
-        ("CSeq", "1 INVITE"),
-        ("Contact", str(endpoint.contact(transport))),
-        ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"),
-        *extra,
-    )
-    return Request(method="INVITE", uri=uri, headers=headers).with_body(sdp, "application/sdp")
 
 
 def _label(messages: tuple[Message, ...]) -> str:

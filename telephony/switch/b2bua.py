@@ -16,11 +16,17 @@ from pathlib import Path
 from media.player import Clip
 from media.sdp import SdpError
 from telephony.sip.headers import NameAddr
-from telephony.sip.message import Headers, Request, Response, make_response
-from telephony.sip.transaction import new_call_id
+from telephony.sip.message import Request, Response
 from telephony.sip.uri import SipUri
 from telephony.switch.endpoint import Incoming, SipEndpoint
-from telephony.switch.leg import IncomingLeg, Leg, LegState, OutgoingLeg
+from telephony.switch.leg import (
+    IncomingLeg,
+    Leg,
+    LegState,
+    OutgoingLeg,
+    build_invite,
+    prepare_incoming,
+)
 from telephony.switch.media_engine import MediaEngine, Playback
 from telephony.switch.registrar import Binding
 from telephony.switch.rtp_ports import PortsExhausted
@@ -67,25 +73,23 @@ class B2bua:
         request = incoming.request
         assert incoming.transaction is not None
         target = bindings[0]
-        try:
-            a_media = await self.engine.open_leg(f"{caller_user}-in")
-        except PortsExhausted:
-            self.endpoint.respond(
-                incoming.transaction, make_response(request, 503, "No RTP ports free")
-            )
+        prepared = await prepare_incoming(
+            self.endpoint,
+            self.engine,
+            self.legs_by_dialog,
+            incoming,
+            caller_user,
+            f"{caller_user}-in",
+        )
+        if prepared is None:
             return
-        caller = IncomingLeg(self.endpoint, a_media, caller_user, incoming)
+        caller, answer = prepared
+        a_media = caller.media
         try:
-            # Answer the caller's offer now, so a codec mismatch fails before anyone rings.
-            answer = a_media.answer(request.body) if request.body else a_media.offer()
             b_media = await self.engine.open_leg(f"{target.user}-out")
-        except SdpError as exc:
-            caller.reject(exc.status, str(exc))
-            return
         except PortsExhausted:
             caller.reject(503, "No RTP ports free")
             return
-        self.legs_by_dialog[(caller.call_id, caller.local_tag)] = caller
         self.pending[request.top_via.branch or request.call_id] = caller
         callee = OutgoingLeg(self.endpoint, b_media, target.user, Address(*target.source))
         call = Call(caller, callee)
@@ -94,7 +98,6 @@ class B2bua:
             leg.on_bye = functools.partial(self._leg_hung_up, call)
             leg.on_reinvite = functools.partial(self._reinvite, call)
             leg.media.on_timeout = functools.partial(self._silent, call, leg)
-        caller.on_ack_sdp = a_media.apply_answer
         callee.on_ringing = lambda response: caller.ringing(180 if response.status == 180 else 183)
         log.info(
             "call %s: %s -> %s at %s (%s)",
@@ -131,26 +134,15 @@ class B2bua:
     def _outgoing_invite(
         self, request: Request, caller_user: str, target: Binding, sdp: bytes
     ) -> Request:
-        caller_from = request.from_
-        uri = target.contact.uri
         from_ = NameAddr(
             uri=SipUri(user=caller_user, host=self.domain),
-            display_name=caller_from.display_name or caller_user,
+            display_name=request.from_.display_name or caller_user,
             params=(("tag", self.endpoint.new_tag()),),
         )
         to = NameAddr(uri=SipUri(user=target.user, host=self.domain))
-        transport = target.source[0]
-        headers = Headers.of(
-            ("Via", str(self.endpoint.via(transport))),
-            ("Max-Forwards", "70"),
-            ("From", str(from_)),
-            ("To", str(to)),
-            ("Call-ID", new_call_id(self.endpoint.advertise)),
-            ("CSeq", "1 INVITE"),
-            ("Contact", str(self.endpoint.contact(transport))),
-            ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"),
+        return build_invite(
+            self.endpoint, target.contact.uri, target.source[0], from_=from_, to=to, sdp=sdp
         )
-        return Request(method="INVITE", uri=uri, headers=headers).with_body(sdp, "application/sdp")
 
     # --- in-dialog and cancel ---
 

@@ -17,10 +17,12 @@ from media.dtmf import DtmfError, parse_info_body
 from media.sdp import SdpError
 from telephony.sip.dialog import Dialog
 from telephony.sip.headers import NameAddr
-from telephony.sip.message import Request, Response, make_response
-from telephony.sip.transaction import ClientTransaction, ServerTransaction
+from telephony.sip.message import Headers, Request, Response, make_response
+from telephony.sip.transaction import ClientTransaction, ServerTransaction, new_call_id
+from telephony.sip.uri import Uri
 from telephony.switch.endpoint import Incoming, SipEndpoint
-from telephony.switch.media_engine import EngineLeg
+from telephony.switch.media_engine import EngineLeg, MediaEngine
+from telephony.switch.rtp_ports import PortsExhausted
 from telephony.transport.base import Address
 
 log = logging.getLogger("qconnect.leg")
@@ -335,6 +337,61 @@ class OutgoingLeg(Leg):
         if self.transaction is not None and self.state in (LegState.CALLING, LegState.EARLY):
             self.endpoint.cancel(self.transaction)
         self._finish(reason)
+
+
+async def prepare_incoming(
+    endpoint: SipEndpoint,
+    engine: MediaEngine,
+    legs: dict[tuple[str, str], Leg],
+    incoming: Incoming,
+    party: str,
+    media_name: str,
+) -> tuple[IncomingLeg, bytes] | None:
+    """Take a phone's INVITE for the switch itself: an RTP port, the leg, and our SDP answer
+    (or offer, for an INVITE without SDP, answered in the ACK). The caller answers with
+    `leg.answer(sdp)` when it wants to. None when it was refused: 503 without RTP ports,
+    488 when no codec fits (before anything rings)."""
+    request = incoming.request
+    assert incoming.transaction is not None
+    try:
+        media = await engine.open_leg(media_name)
+    except PortsExhausted:
+        endpoint.respond(incoming.transaction, make_response(request, 503, "No RTP ports free"))
+        return None
+    leg = IncomingLeg(endpoint, media, party, incoming)
+    try:
+        sdp = media.answer(request.body) if request.body else media.offer()
+    except SdpError as exc:
+        leg.reject(exc.status, str(exc))
+        return None
+    leg.on_ack_sdp = media.apply_answer
+    legs[(leg.call_id, leg.local_tag)] = leg
+    return leg, sdp
+
+
+def build_invite(
+    endpoint: SipEndpoint,
+    uri: Uri,
+    transport: str,
+    *,
+    from_: NameAddr,
+    to: NameAddr,
+    sdp: bytes,
+    extra: tuple[tuple[str, str], ...] = (),
+) -> Request:
+    headers = Headers.of(
+        ("Via", str(endpoint.via(transport))),
+        ("Max-Forwards", "70"),
+        ("From", str(from_)),
+        ("To", str(to)),
+        ("Call-ID", new_call_id(endpoint.advertise)),
+        ("CSeq", "1 INVITE"),
+        ("Contact", str(endpoint.contact(transport))),
+        ("Allow", _ALLOW),
+        *extra,
+    )
+    """A new INVITE from the switch (a new Call-ID: every leg is its own dialog)."""
+    return Request(method="INVITE", uri=uri, headers=headers).with_body(sdp, "application/sdp")
 
 
 def display_of(name_addr: NameAddr) -> str:

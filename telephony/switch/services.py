@@ -12,7 +12,6 @@ import functools
 import logging
 
 from media.player import Clip, PlayItem, Silence
-from media.sdp import SdpError
 from telephony.center.config import (
     ConferenceService,
     InstanceConfig,
@@ -20,12 +19,10 @@ from telephony.center.config import (
     PromptStep,
     SilenceStep,
 )
-from telephony.sip.message import make_response
 from telephony.switch.endpoint import Incoming, SipEndpoint
-from telephony.switch.leg import IncomingLeg, Leg, LegState
+from telephony.switch.leg import IncomingLeg, Leg, LegState, prepare_incoming
 from telephony.switch.media_engine import MediaEngine
 from telephony.switch.prompts import PromptLibrary
-from telephony.switch.rtp_ports import PortsExhausted
 
 log = logging.getLogger("qconnect.services")
 
@@ -51,23 +48,12 @@ class Services:
 
     async def answer(self, incoming: Incoming, caller: str, number: str) -> None:
         service = self.config.services[number]
-        request = incoming.request
-        assert incoming.transaction is not None
-        try:
-            media = await self.engine.open_leg(f"{caller}-{number}")
-        except PortsExhausted:
-            self.endpoint.respond(
-                incoming.transaction, make_response(request, 503, "No RTP ports free")
-            )
+        prepared = await prepare_incoming(
+            self.endpoint, self.engine, self.legs, incoming, caller, f"{caller}-{number}"
+        )
+        if prepared is None:
             return
-        leg = IncomingLeg(self.endpoint, media, caller, incoming)
-        try:
-            sdp = media.answer(request.body) if request.body else media.offer()
-        except SdpError as exc:
-            leg.reject(exc.status, str(exc))
-            return
-        leg.on_ack_sdp = media.apply_answer
-        self.legs[(leg.call_id, leg.local_tag)] = leg
+        leg, sdp = prepared
         leg.on_bye = functools.partial(self._gone, number)
         leg.answer(sdp)
         log.info("%s %s: %s dialled %s (%s)", leg.name, leg.call_id, caller, number, service.type)
