@@ -459,7 +459,7 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
 
 
-def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
+def compose_yaml(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
     """Parse YAML keeping the line of every mapping key and list item."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -484,7 +484,7 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
                         Problem(
                             file,
                             key_node.start_mark.line + 1,
-                            _dotted(path),
+                            dotted_path(path),
                             "keys must be plain names",
                         )
                     )
@@ -496,7 +496,7 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
                         Problem(
                             file,
                             key_node.start_mark.line + 1,
-                            _dotted((*path, key)),
+                            dotted_path((*path, key)),
                             "duplicate key",
                         )
                     )
@@ -522,7 +522,7 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Path_, int]]:
     return data, lines
 
 
-def _dotted(path: Iterable[str | int]) -> str:
+def dotted_path(path: Iterable[str | int]) -> str:
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -532,7 +532,7 @@ def _dotted(path: Iterable[str | int]) -> str:
     return out
 
 
-def _locate(
+def locate_field(
     data: Any, lines: Mapping[Path_, int], loc: Sequence[str | int], *, missing: bool = False
 ) -> tuple[Path_, int | None]:
     """Follow a pydantic ``loc`` through the YAML data and return the real path and
@@ -712,7 +712,7 @@ def _flow_block_refs(cfg: InstanceConfig) -> Any:
 
 def parse_config(text: str, file: str, *, base_dir: Path | None = None) -> InstanceConfig:
     """Validate config YAML ``text``; ``file`` names it in errors. Raises :class:`ConfigError`."""
-    data, lines = _compose(text, file)
+    data, lines = compose_yaml(text, file)
     if not isinstance(data, Mapping):
         raise ConfigError(
             [Problem(file, 1, "", "the config must be a mapping of sections (agents:, queues: …)")]
@@ -722,9 +722,9 @@ def parse_config(text: str, file: str, *, base_dir: Path | None = None) -> Insta
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            path, line = _locate(data, lines, err["loc"], missing=err["type"] == "missing")
+            path, line = locate_field(data, lines, err["loc"], missing=err["type"] == "missing")
             message = err["msg"].removeprefix("Value error, ")
-            problems.append(Problem(file, line, _dotted(path), message))
+            problems.append(Problem(file, line, dotted_path(path), message))
         raise ConfigError(problems) from None
     cfg._source = (base_dir / Path(file).name) if base_dir is not None else Path(file)
 
@@ -735,8 +735,8 @@ def parse_config(text: str, file: str, *, base_dir: Path | None = None) -> Insta
     except FlowError as exc:
         problems.extend(exc.problems)
     for path, message in _cross_check(cfg, flows):
-        real, line = _locate(data, lines, path)
-        problems.append(Problem(file, line, _dotted(real), message))
+        real, line = locate_field(data, lines, path)
+        problems.append(Problem(file, line, dotted_path(real), message))
     if flows is not None:
         problems.extend(flows.validate(_flow_block_refs(cfg)))
     if problems:

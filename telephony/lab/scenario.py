@@ -95,10 +95,10 @@ from telephony.center.config import (
     DEMO_LAB_PATH,
     ConfigError,
     InstanceConfig,
-    _compose,
-    _dotted,
-    _locate,
+    compose_yaml,
+    dotted_path,
     load_config,
+    locate_field,
 )
 
 __all__ = [
@@ -862,7 +862,7 @@ def parse_scenario(
     checked against it (SIP users, numbers, quick connects, prompts).
     """
     try:
-        data, lines = _compose(text, file)
+        data, lines = compose_yaml(text, file)
     except ConfigError as exc:
         raise ScenarioError(exc.problems) from None
     if not isinstance(data, Mapping):
@@ -873,9 +873,9 @@ def parse_scenario(
         problems = []
         for err in exc.errors():
             loc = _without_tag(err["loc"])
-            path, line = _locate(data, lines, loc, missing=err["type"] == "missing")
+            path, line = locate_field(data, lines, loc, missing=err["type"] == "missing")
             message = err["msg"].removeprefix("Value error, ")
-            problems.append(Problem(file, line, _dotted(path), message))
+            problems.append(Problem(file, line, dotted_path(path), message))
         raise ScenarioError(problems) from None
     sc._source = (base_dir / Path(file).name) if base_dir is not None else Path(file)
     sc._lines = dict(lines)
@@ -885,14 +885,14 @@ def parse_scenario(
         try:
             cfg = sc.instance_config
         except ScenarioError as exc:
-            where = _locate(data, lines, ("config",))[1]
+            where = locate_field(data, lines, ("config",))[1]
             problems.append(
                 Problem(file, where, "config", f"invalid instance config {sc.config_path}")
             )
             problems.extend(exc.problems)
     for path, message in _cross_check(sc, cfg):
-        real, line = _locate(data, lines, path)
-        problems.append(Problem(file, line, _dotted(real), message))
+        real, line = locate_field(data, lines, path)
+        problems.append(Problem(file, line, dotted_path(real), message))
     if problems:
         raise ScenarioError(problems)
     return sc
