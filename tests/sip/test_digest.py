@@ -481,3 +481,26 @@ def test_opaque_mismatch_is_stale() -> None:
         "Digest", tuple((k, "xx" if k == "opaque" else v) for k, v in challenge.params)
     )
     assert verify(srv, answer(srv, challenge=other)).outcome is AuthOutcome.STALE
+
+
+# RFC 3261 19.1.4 for the digest uri vs the Request-URI (pyVoIP 1.6.8 signs REGISTERs to
+# sip:host with uri="sip:host;transport=UDP").
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("sip:127.0.0.1", "sip:127.0.0.1;transport=UDP", True),
+        ("sip:127.0.0.1;transport=udp", "sip:127.0.0.1;transport=UDP", True),
+        ("sip:127.0.0.1;transport=tcp", "sip:127.0.0.1;transport=udp", False),
+        ("sip:127.0.0.1", "sip:127.0.0.1;user=phone", False),
+        ("sip:127.0.0.1;maddr=10.0.0.1", "sip:127.0.0.1", False),
+        ("sip:john@127.0.0.1", "sip:JOHN@127.0.0.1", False),
+        ("sip:john@EXAMPLE.com", "sip:john@example.com", True),
+    ],
+)
+def test_digest_uri_matches_request_uri_as_rfc3261_compares_them(
+    a: str, b: str, same: bool
+) -> None:
+    from telephony.sip.digest import _same_uri
+
+    assert _same_uri(a, b) is same
+    assert _same_uri(b, a) is same
