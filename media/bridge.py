@@ -280,7 +280,7 @@ class Bridge:
             raise BridgeError(f"no port in slot {slot}") from None
 
     def _compile(self) -> _Plan:
-        sink_slots = tuple(sorted(self._inputs))
+        sink_slots = tuple(sorted(d for d, sources in self._inputs.items() if sources))
         if not sink_slots:
             return _Plan.build((), None, None, ())
         n_edges = sum(len(self._inputs[dst]) for dst in sink_slots)
