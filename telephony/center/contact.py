@@ -1043,14 +1043,30 @@ class ContactModel:
                 if mine.state is _S.JOINED:
                     self._step(other, mine, Step.UNJOIN, now, reason=f"{agent} left")
             return
-        # A phone number: the customer and the number go on talking with no agent.
+        # A phone number: the customer and the number go on talking with no agent. In the
+        # agent's CCP both connections end; the two keep talking, seen by no CCP (their
+        # resume/unjoin below happens after the contact went unattended, so it carries no
+        # agent).
         self._emit(ContactHandedOver(contact.id, agent, third.party, None, now))
+        for conn in (initial, third):
+            self._emit(
+                BannerChanged(
+                    contact.id,
+                    conn.id,
+                    agent,
+                    conn.party,
+                    Banner.ENDED.value,
+                    conn.banner.value,
+                    now,
+                    f"{agent} left",
+                )
+            )
+        contact.state = ContactState.UNATTENDED
         for conn in (initial, third):
             if conn.state is _S.ON_HOLD:
                 self._step(contact, conn, Step.RESUME, now, reason=f"{agent} left")
             elif conn.state is _S.JOINED:
                 self._step(contact, conn, Step.UNJOIN, now, reason=f"{agent} left")
-        contact.state = ContactState.UNATTENDED
         self.router.agent_freed(agent, now)
 
     # -- internals: router events ----------------------------------------------------------
