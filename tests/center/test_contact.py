@@ -516,6 +516,14 @@ def test_scenario3_phone_number(model: ContactModel) -> None:
     model.leave("john", c1, 20.0)
     events = drain(model)
     assert ContactHandedOver(c1, "john", "+15557770000", None, 20.0) in events
+    # In John's CCP both connections end; the resumed talk that follows shows in no CCP.
+    johns = [
+        (e.party, e.banner) for e in events if isinstance(e, BannerChanged) and e.agent == "john"
+    ]
+    assert johns == [("customer", "Ended"), ("+15557770000", "Ended")]
+    assert all(
+        e.agent is None for e in events if isinstance(e, BannerChanged) and e.banner != "Ended"
+    )
     assert view(model, "john") == []
     assert model.contact(c1).state is ContactState.UNATTENDED
     assert model.router.agents["john"].routable
