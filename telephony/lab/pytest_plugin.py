@@ -151,7 +151,7 @@ async def qconnect_scenario(
 ) -> AsyncIterator[ScenarioFactory]:
     from telephony.lab.report import write_report
     from telephony.lab.runner import ScenarioRunner, slug
-    from telephony.lab.scenario import Scenario, load_scenario
+    from telephony.lab.scenario import Scenario, ScenarioError, load_scenario
 
     options = request.config.option
     target = getattr(options, "qconnect_target", None)
@@ -161,7 +161,10 @@ async def qconnect_scenario(
         """Run ``scenario`` (a file, relative to the test file, or a parsed Scenario)."""
         if not isinstance(scenario, Scenario):
             path = Path(scenario)
-            scenario = load_scenario(path if path.is_absolute() else here / path)
+            try:
+                scenario = load_scenario(path if path.is_absolute() else here / path)
+            except ScenarioError as exc:
+                pytest.fail(str(exc), pytrace=False)
         control = None
         if target:
             from telephony.lab.remote import RemoteControl, Target
@@ -254,6 +257,7 @@ def heard(
 
 def assert_heard(audio: PhoneCall | npt.ArrayLike, prompt: str | None = None, **kw: Any) -> None:
     """:func:`heard`, raising AssertionError with its message when the sound is missing."""
+    __tracebackhide__ = True  # the failure is the message, not this helper
     result = heard(audio, prompt, **kw)
     if not result.ok:
         raise AssertionError(result.message)
