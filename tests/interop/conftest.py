@@ -13,6 +13,7 @@ import pytest
 
 from .audio import SpeechWav, speech_wav
 from .clients import Baresip, Linphone
+from .switch_process import SwitchProcess
 
 P = TypeVar("P", Baresip, Linphone)
 
@@ -72,3 +73,16 @@ def voices(tmp_path_factory: pytest.TempPathFactory) -> tuple[SpeechWav, SpeechW
         speech_wav(SENTENCE_A, folder / "a.wav", voice="en"),
         speech_wav(SENTENCE_B, folder / "b.wav", voice="en+f3"),
     )
+
+
+@pytest.fixture
+def switch(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SwitchProcess]:
+    """`qconnect serve` with the built-in demo lab on free ports; its log is printed when
+    the test fails (or always with QCONNECT_SHOW_SWITCH_LOG=1)."""
+    process = SwitchProcess(tmp_path)
+    process.start()
+    yield process
+    process.stop()
+    report = getattr(request.node, "rep_call", None)
+    if (report is not None and report.failed) or os.environ.get("QCONNECT_SHOW_SWITCH_LOG"):
+        print(process.log_tail(200))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from media.prompts import prompt_path
 
 from .clients import Baresip, Linphone
 from .conftest import require
-from .test_switch_interop import SwitchProcess
+from .switch_process import SwitchProcess
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 
@@ -259,19 +259,6 @@ def _is_repeat(frame: Pcm, previous: Pcm) -> bool:
 
 
 # ---------------------------------------------------------------- drivers
-
-
-@pytest.fixture
-def switch(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SwitchProcess]:
-    """`qconnect serve` with the built-in demo lab (``*600``, ``*700``), as in
-    test_switch_interop; its log is printed when the test fails."""
-    process = SwitchProcess(tmp_path)
-    process.start()
-    yield process
-    process.stop()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(process.log_tail(200))
 
 
 async def registered_baresip(

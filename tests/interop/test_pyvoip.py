@@ -33,8 +33,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,7 +48,7 @@ from telephony.sip.parser import parse_message
 from telephony.switch.registrar import Registrar
 from telephony.transport.base import Address
 
-from .test_switch_interop import SwitchProcess
+from .switch_process import SwitchProcess
 
 if TYPE_CHECKING:
     from .pyvoip_phone import PyVoipPhone
@@ -71,19 +70,6 @@ def require_module(name: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(message)
     pytest.skip(message)
-
-
-@pytest.fixture
-def switch(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SwitchProcess]:
-    """`qconnect serve` with the demo lab (users customer, john, ...), as in
-    test_switch_interop; its log is printed when the test fails."""
-    process = SwitchProcess(tmp_path)
-    process.start()
-    yield process
-    process.stop()
-    report = getattr(request.node, "rep_call", None)
-    if report is not None and report.failed:
-        print(process.log_tail(200))
 
 
 PyVoipFactory = Callable[..., "PyVoipPhone"]
