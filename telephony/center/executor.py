@@ -610,10 +610,14 @@ class ContactCenter:
             return
         bindings = self.switch.registrar.lookup(agent, self.endpoint.now())
         if not bindings:
+            # Like a phone that does not answer: the offer runs into the ring timeout and
+            # goes to the next agent (rejecting at once would re-offer in a tight loop when
+            # this agent is the only one of the queue).
             log.warning(
-                "contact %s: %s has no registered phone; rejecting the offer", contact_id, agent
+                "contact %s: %s is Available but has no registered phone; the offer will time out",
+                contact_id,
+                agent,
             )
-            self._try(self.model.reject, agent, contact_id)
             return
         binding = bindings[0]
         try:
