@@ -116,6 +116,11 @@ def _parser() -> argparse.ArgumentParser:
         help="with --target: reads the contact trace records (default: $QCONNECT_ADMIN_TOKEN)",
     )
 
+    ctr = commands.add_parser("ctr", help="contact trace records: list them, or one as JSON")
+    ctr.add_argument("contact", nargs="?", help="a contact id (default: list every contact)")
+    ctr.add_argument("--data-dir", type=Path, default=Path("data"), help="the switch's --data-dir")
+    ctr.add_argument("--out", type=Path, help="write the record to this JSON file")
+
     check = commands.add_parser("check", help="validate instance config YAML or flow JSON files")
     check.add_argument("paths", nargs="+", type=Path, metavar="CONFIG|FLOW")
 
@@ -146,6 +151,35 @@ def _check(paths: list[Path]) -> int:
         else:
             print(f"{path}: ok")
     return 1 if failed else 0
+
+
+def _ctr(args: argparse.Namespace) -> int:
+    import json
+
+    from telephony.center.ctr import DB_NAME, CtrStore
+    from telephony.center.events import CenterError
+
+    if not (args.data_dir / DB_NAME).is_file():
+        print(f"qconnect ctr: no contact trace records in {args.data_dir}", file=sys.stderr)
+        return 2
+    store = CtrStore(args.data_dir)  # WAL: reading beside a running switch is safe
+    try:
+        if args.contact is None:
+            for row in store.list_contacts():
+                ended = row["ended"] or "(live)"
+                print(f"{row['contact']}  {row['started']}  {ended}  {row['reason'] or ''}")
+            return 0
+        try:
+            if args.out is not None:
+                print(store.export_json(args.contact, args.out))
+            else:
+                print(json.dumps(store.get(args.contact), indent=2))
+        except CenterError as exc:
+            print(f"qconnect ctr: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        store.close()
 
 
 def _prompts_build(args: argparse.Namespace) -> int:
@@ -280,6 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run(paths, args.out, Console(), junit=junit, control=control))
     if args.command == "check":
         return _check(args.paths)
+    if args.command == "ctr":
+        return _ctr(args)
     if args.command == "prompts":
         return _prompts_build(args)
     return 2

@@ -7,6 +7,8 @@ from the banners the CCP model published.
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -106,5 +108,38 @@ async def test_offline_agent_is_not_offered_and_customer_waits(switch: Switch) -
     ringing = await asyncio.wait_for(john.incoming.get(), 5)
     assert ringing is not None
     await call.hangup()
+    for p in (john, customer):
+        await p.stop()
+
+
+async def qconnect_cli(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "telephony.cli", *args, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, out
+    return out.decode()
+
+
+async def test_contact_trace_record_is_durable_and_exported_by_the_cli(
+    switch: Switch, tmp_path: Path
+) -> None:
+    john = await phone(switch, "john")
+    customer = await phone(switch, "customer")
+    call = await customer.call("+15550100")
+    ringing = await asyncio.wait_for(john.incoming.get(), 15)
+    await ringing.answer()
+    await asyncio.sleep(2.0)
+    await call.hangup()
+    await ringing.wait_ended(5)
+    # Read beside the running switch (SQLite WAL), as an operator would.
+    contact = (await qconnect_cli("ctr", "--data-dir", str(tmp_path))).split()[0]
+    out = tmp_path / "ctr.json"
+    await qconnect_cli("ctr", contact, "--data-dir", str(tmp_path), "--out", str(out))
+    record = json.loads(out.read_text())
+    assert record["disconnect"]["party"] == "customer"
+    prompts = [(p["what"], p["to"]) for p in record["prompts"]]
+    assert ("Welcome", "customer") in prompts and ("BasicQueue", "john") in prompts
+    assert {r["party"] for r in record["recordings"]} >= {"customer", "john"}
     for p in (john, customer):
         await p.stop()
