@@ -21,6 +21,7 @@ import re
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -159,21 +160,28 @@ async def registered(
         )
         await phone.start()
     else:
-        phone = phones(Linphone(tmp_path, user, play=source))
-        await phone.start()
-        await phone.register(user, user, switch.address)
+        linphone: Linphone = phones(Linphone(tmp_path, user, play=source))
+        await linphone.start()
+        await linphone.register(user, user, switch.address)
+        phone = linphone
     await phone.wait_registered()
     return phone
 
 
-async def answer_when_ringing(phone: Client, within: float = 15.0) -> None:
+async def answer(phone: Client) -> None:
     if isinstance(phone, Baresip):
-        await phone.wait_event("CALL_INCOMING", within=within)
         await phone.accept()
     else:
-        await phone.wait_event("incoming", within=within)
         await phone.answer()
     await phone.wait_established()
+
+
+async def ringing(phone: Client, within: float = 10.0) -> str:
+    """Wait for the phone to ring; what it shows of the caller."""
+    event = await phone.wait_event(
+        "CALL_INCOMING" if isinstance(phone, Baresip) else "incoming", within=within
+    )
+    return event.detail
 
 
 async def hang_up(phone: Client) -> None:
@@ -247,20 +255,51 @@ def score(name: str, samples: Samples, seconds: float | None = None) -> float:
 
 
 PIECE = 0.2  # seconds
+WARMUP = 1.2  # seconds: linphonec's jitter buffer settling at the start of a call
 
 
-def piecewise(name: str, samples: Samples) -> tuple[float, float]:
-    """(fraction of the prompt found in place, its worst piece's score).
+@dataclass(frozen=True, slots=True)
+class Pieces:
+    """A prompt located piece by piece: how many pieces were found in place,
+    and the ones that were not (start in the prompt s, score, how far from
+    their place s)."""
+
+    found: int
+    missed: tuple[tuple[float, float, float], ...]
+
+    @property
+    def complete(self) -> bool:
+        return self.found > 0 and not self.missed
+
+    @property
+    def enough(self) -> bool:
+        """Nearly all of it: at least 3 pieces in place and at most one in
+        five (or one) cut by splices. Unrelated prompts share whole words
+        (espeak says "BasicQueue" the same way in Welcome), so single pieces
+        do match elsewhere, but never most of a prompt at one placement."""
+        return self.found >= 3 and len(self.missed) <= max(1, (self.found + len(self.missed)) // 5)
+
+    def __str__(self) -> str:
+        missed = ", ".join(f"{at:.1f}s:{sc:.2f}/{off * 1000:+.0f}ms" for at, sc, off in self.missed)
+        total = self.found + len(self.missed)
+        return f"{self.found}/{total} pieces in place" + (f" (missed {missed})" if missed else "")
+
+
+def piecewise(name: str, samples: Samples, skip: float = 0.0) -> Pieces:
+    """``name`` located in 0.2 s pieces.
 
     linphonec's adaptive jitter buffer plays out in 10 ms steps and, when it
     adapts, inserts or drops 80 samples (README: the "time-warped" first
     second; it also happens when a new stream starts mid-call). A prompt cut
-    by such a splice correlates as a whole at ~0.6-0.9 only, though every bit
+    by such a splice correlates as a whole at ~0.1-0.9 only, though every bit
     of it is there. So the prompt is cut into 0.2 s pieces (silent ones
-    skipped), each located on its own: a piece counts when it scores >= 0.9
-    within 25 ms of where the prompt's median placement puts it.
+    skipped), each located on its own: a piece is in place when it scores
+    >= 0.9 within 25 ms of where the pieces' median placement puts it: one
+    piece may match elsewhere (the prompts share words), most of a prompt at
+    one placement is that prompt. ``skip``: leave out the prompt's first
+    seconds.
     """
-    ref = reference(name)
+    ref = reference(name)[int(skip * RATE) :]
     size = int(PIECE * RATE)
     starts = [
         i
@@ -268,42 +307,47 @@ def piecewise(name: str, samples: Samples) -> tuple[float, float]:
         if np.sqrt(np.mean(ref[i : i + size] ** 2)) > 10 ** (-40 / 20)
     ]
     if not starts or len(samples) < size:
-        return 0.0, 0.0
+        return Pieces(0, ())
     matches = [locate(ref[i : i + size], samples, RATE) for i in starts]
     placements = [m.offset_s - i / RATE for m, i in zip(matches, starts, strict=True)]
     centre = float(np.median(placements))
-    good = [
-        m.score >= 0.9 and abs(at - centre) <= 0.025
-        for m, at in zip(matches, placements, strict=True)
-    ]
-    return sum(good) / len(good), min(m.score for m in matches)
+    missed = tuple(
+        (skip + i / RATE, m.score, at - centre)
+        for i, m, at in zip(starts, matches, placements, strict=True)
+        if m.score < 0.9 or abs(at - centre) > 0.025
+    )
+    return Pieces(len(starts) - len(missed), missed)
 
 
-def heard(name: str, samples: Samples) -> bool:
-    """The prompt is in ``samples``: whole (>= 0.9), or at least 80 % of it in
-    place around a jitter-buffer splice (see piecewise)."""
-    return score(name, samples) >= 0.9 or piecewise(name, samples)[0] >= 0.8
+def heard(name: str, samples: Samples, skip: float = 0.0) -> bool:
+    """The prompt is in ``samples``: whole (>= 0.9), or nearly all of it in
+    place around jitter-buffer splices (see piecewise)."""
+    return score(name, samples) >= 0.9 or piecewise(name, samples, skip).enough
 
 
-def evidence(name: str, samples: Samples) -> str:
-    fraction, worst = piecewise(name, samples)
-    return f"{name}: whole {score(name, samples):.3f}, {fraction:.0%} of pieces (worst {worst:.3f})"
+def evidence(name: str, samples: Samples, skip: float = 0.0) -> str:
+    after = f" after its first {skip} s" if skip else ""
+    return f"{name}: whole {score(name, samples):.3f}; {piecewise(name, samples, skip)}{after}"
 
 
 async def eventually_heard(phone: Client, name: str, mark: float, *, within: float = 3.0) -> str:
-    """Wait until ``name`` is in what ``phone`` heard since ``mark``.
+    """Wait until all of ``name`` is in what ``phone`` heard since ``mark``
+    (or, at ``within``, enough of it for :func:`heard`); the evidence.
 
     The recording trails the wire by the client's jitter buffer (and
     linphonec's 4 KiB writes), so a prompt the switch finished sending may
     still be on its way into the file.
     """
     for _ in range(int(within / 0.2)):
-        if heard(name, since(phone, mark)):
-            return evidence(name, since(phone, mark))
+        samples = since(phone, mark)
+        if score(name, samples) >= 0.9 or piecewise(name, samples).complete:
+            return evidence(name, samples)
         await asyncio.sleep(0.2)
-    raise AssertionError(
-        f"{phone.name} ({phone.kind}) did not hear {evidence(name, since(phone, mark))}"
+    samples = since(phone, mark)
+    assert heard(name, samples), f"{phone.name} ({phone.kind}) did not hear " + evidence(
+        name, samples
     )
+    return evidence(name, samples)
 
 
 async def settle(seconds: float = 1.6) -> None:
@@ -326,33 +370,26 @@ async def first_leg(switch: ApiSwitch, customer: Client, john: Client) -> str:
     else:
         await customer.call(f"sip:{DID}@{switch.address}")
     await customer.wait_established()
-    await answer_when_ringing(john, within=20)
+    await ringing(john, within=20)
+    await answer(john)
     await switch.wait_banner("john", "customer", "Connected")
     contact = await contact_of(switch, "john")
     await settle()
-    print(evidence("Welcome", heard_so_far(customer)))
+    # Welcome plays from the call's first packet, into linphonec's unsettled
+    # first second (README: up to several splices, pieces scoring ~0.8 there):
+    # its first 1.2 s are left out, as test_media_interop times it by its end.
+    skip = WARMUP if isinstance(customer, Linphone) else 0.0
+    print(evidence("Welcome", heard_so_far(customer), skip))
     print(evidence("BasicQueue", heard_so_far(john)))
-    assert heard("Welcome", heard_so_far(customer)), evidence("Welcome", heard_so_far(customer))
+    assert heard("Welcome", heard_so_far(customer), skip), evidence(
+        "Welcome", heard_so_far(customer), skip
+    )
     assert heard("BasicQueue", heard_so_far(john)), evidence("BasicQueue", heard_so_far(john))
+    # The default customer whisper: the beep, to the customer.
+    print(await eventually_heard(customer, "beep", WARMUP))
     assert hears(customer) == {JOHN}, ("customer", hears(customer))
     assert hears(john) == {CUSTOMER}, ("john", hears(john))
     return contact
-
-
-async def answer(phone: Client) -> None:
-    if isinstance(phone, Baresip):
-        await phone.accept()
-    else:
-        await phone.answer()
-    await phone.wait_established()
-
-
-async def ringing(phone: Client, within: float = 10.0) -> str:
-    """Wait for the phone to ring; what it shows of the caller."""
-    event = await phone.wait_event(
-        "CALL_INCOMING" if isinstance(phone, Baresip) else "incoming", within=within
-    )
-    return event.detail
 
 
 # ------------------------------------------------------------------ tests
