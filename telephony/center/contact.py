@@ -267,6 +267,10 @@ class ContactModel:
         """The contacts in ``agent``'s CCP, oldest first."""
         return [c for c in self._contacts.values() if c.agent == agent and c.state in _ACTIVE_VIEW]
 
+    def chain(self, initial_contact_id: str) -> list[Contact]:
+        """Every contact of one customer's call (the initial one and its transfers)."""
+        return [c for c in self._contacts.values() if c.initial_contact_id == initial_contact_id]
+
     def customer_contact(self, contact_id: str) -> Contact:
         """The contact of ``contact_id``'s chain that holds the customer now."""
         return self._contacts[self._customer_at[self.contact(contact_id).initial_contact_id]]

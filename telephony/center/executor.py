@@ -862,7 +862,7 @@ class ContactCenter:
         call = self._call_of(contact_id)
         if call is None:
             return
-        contacts = [c for c in self._chain(call.initial)]
+        contacts = self.model.chain(call.initial)
         if all(c.state is ContactState.ENDED for c in contacts):
             log.info("call of contact %s is over", call.initial)
             for party in call.parties.values():
@@ -870,9 +870,6 @@ class ContactCenter:
                 if party.leg.state is not LegState.ENDED:
                     self._spawn(contact_id, party.leg.hangup("contact ended"))
             self.calls.pop(call.initial, None)
-
-    def _chain(self, initial: str) -> list[Any]:
-        return [c for c in self.model._contacts.values() if c.initial_contact_id == initial]
 
     def _customer_gone(self, call: CustomerCall, leg: Leg) -> None:
         self._try(self.model.customer_hung_up, call.initial)
