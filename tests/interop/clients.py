@@ -16,7 +16,8 @@ import re
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,9 +38,13 @@ class ClientError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class PhoneEvent:
+    """``fields``: everything else the client said with the event (baresip's
+    call events carry ``peeruri``, ``peerdisplayname``, ``id``, ...)."""
+
     name: str
     detail: str
     at: float
+    fields: Mapping[str, object] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ ports
@@ -120,8 +125,10 @@ class _Phone:
         self._tasks: list[asyncio.Task[None]] = []
         self._t0 = time.monotonic()
 
-    def _emit(self, name: str, detail: str = "") -> None:
-        self.events.append(PhoneEvent(name, detail, time.monotonic() - self._t0))
+    def _emit(
+        self, name: str, detail: str = "", fields: Mapping[str, object] | None = None
+    ) -> None:
+        self.events.append(PhoneEvent(name, detail, time.monotonic() - self._t0, fields or {}))
         self._changed.set()
 
     async def wait_event(self, *names: str, within: float = 10.0) -> PhoneEvent:
@@ -207,8 +214,10 @@ class Baresip(_Phone):
         password: str | None = None,
         answermode: str = "manual",
         codecs: str = "PCMU,PCMA",
+        sip_trace: bool = False,
     ) -> None:
         super().__init__(workdir, name)
+        self.sip_trace = sip_trace
         self.source = source
         self.user = user or name
         self.registrar = registrar
@@ -280,13 +289,15 @@ snd_path         {self.rec_dir}
         self._write_config()
         log = _open_for_child(self.dir / "baresip.log")
         env = dict(os.environ, HOME=str(self.dir))
-        # -t: baresip quits by itself even if this test process dies.
+        # -t: baresip quits by itself even if this test process dies; -s
+        # writes every SIP message sent and received to the log.
         self._proc = await asyncio.create_subprocess_exec(
             "baresip",
             "-f",
             str(self.dir),
             "-t",
             "300",
+            *(["-s"] if self.sip_trace else []),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=asyncio.subprocess.STDOUT,
@@ -340,7 +351,11 @@ snd_path         {self.rec_dir}
         if message.get("event"):
             kind = str(message.get("type"))
             param = message.get("param", "")
-            self._emit(kind, json.dumps(message) if kind.startswith("CALL_RTCP") else str(param))
+            self._emit(
+                kind,
+                json.dumps(message) if kind.startswith("CALL_RTCP") else str(param),
+                message,
+            )
 
     async def command(self, command: str, params: str = "", within: float = 5.0) -> str:
         """Send a menu command; return its response text or raise ClientError."""

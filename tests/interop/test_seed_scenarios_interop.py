@@ -33,7 +33,7 @@ import pytest
 from media.analysis import detect_tone, load_wav, locate
 from media.prompts import prompt_path
 
-from .clients import Baresip, ClientError, Linphone, free_port
+from .clients import Baresip, ClientError, Linphone, PhoneEvent, free_port
 from .conftest import require
 from .test_media_interop import tone_wav
 from .test_switch_interop import SwitchProcess
@@ -138,7 +138,14 @@ def switch(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ApiSwitch
 
 
 async def registered(
-    kind: str, tmp_path: Path, switch: ApiSwitch, phones: Phones, user: str, freq: float
+    kind: str,
+    tmp_path: Path,
+    switch: ApiSwitch,
+    phones: Phones,
+    user: str,
+    freq: float,
+    *,
+    sip_trace: bool = False,
 ) -> Client:
     """A phone registered as ``user`` (password = user name) playing ``freq`` Hz.
 
@@ -156,6 +163,7 @@ async def registered(
                 registrar=switch.address,
                 password=user,
                 codecs="PCMU",
+                sip_trace=sip_trace,
             )
         )
         await phone.start()
@@ -176,12 +184,11 @@ async def answer(phone: Client) -> None:
     await phone.wait_established()
 
 
-async def ringing(phone: Client, within: float = 10.0) -> str:
-    """Wait for the phone to ring; what it shows of the caller."""
-    event = await phone.wait_event(
+async def ringing(phone: Client, within: float = 10.0) -> PhoneEvent:
+    """Wait for the phone to ring: its incoming-call event."""
+    return await phone.wait_event(
         "CALL_INCOMING" if isinstance(phone, Baresip) else "incoming", within=within
     )
-    return event.detail
 
 
 async def hang_up(phone: Client) -> None:
@@ -501,10 +508,11 @@ async def test_scenario_2_quick_connect_to_a_queue(
 
 
 def received_invite(log: str) -> str:
-    """The first INVITE liblinphone logged as received: at debug level it logs
-    each SIP message it gets, start line and headers, before parsing it."""
+    """The first INVITE a client logged as received: liblinphone at debug
+    level and baresip with ``-s`` log each SIP message, start line and
+    headers, as it arrives."""
     start = re.search(r"^INVITE sip:\S+ SIP/2\.0\r?$", log, re.MULTILINE)
-    assert start is not None, "no INVITE in linphonec's log"
+    assert start is not None, "no INVITE in the client's log"
     end = re.compile(r"\r?\n\r?\n").search(log, start.start())
     return log[start.start() : end.start() if end else None]
 
@@ -527,25 +535,29 @@ async def test_scenario_3_phone_number_with_queue_caller_id(
     customer, john, supplier = await asyncio.gather(
         registered("linphonec", tmp_path, api, phones, "customer", CUSTOMER),
         registered("baresip", tmp_path, api, phones, "john", JOHN),
-        registered(supplier_client, tmp_path, api, phones, "supplier", SUPPLIER),
+        registered(supplier_client, tmp_path, api, phones, "supplier", SUPPLIER, sip_trace=True),
     )
     contact = await first_leg(api, customer, john)
     john_mark = seconds_heard(john)
     await api.act("john", contact, "quick-connect", {"name": "Supplier"})
     # No flow: the call carries the queue's outbound caller ID
-    # (BasicQueue: "Example Corp" <+15550100>).
-    caller = await ringing(supplier)
-    print(f"{supplier.kind} shows the caller as {caller!r}")
+    # (BasicQueue: "Example Corp" <+15550100>) in From and P-Asserted-Identity.
+    incoming = await ringing(supplier)
     if isinstance(supplier, Linphone):
-        assert re.fullmatch(r'"?Example Corp"?\s*<sip:\+15550100@[^>]+>', caller), caller
-        await asyncio.sleep(0.2)  # the log is tailed, not flushed with the console
-        invite = received_invite(supplier.log_path.read_text(errors="replace"))
-        from_, pai = header(invite, "from", "f"), header(invite, "p-asserted-identity")
-        print(f"INVITE From: {from_}; P-Asserted-Identity: {pai}")
-        assert re.match(r'"Example Corp"\s*<sip:\+15550100@', from_), from_
-        assert re.fullmatch(r'"Example Corp"\s*<sip:\+15550100@[^>]+>', pai), pai
+        # Its console line: Receiving new incoming call from "name" <uri>, ...
+        shown = incoming.detail
+        log = supplier.log_path
     else:
-        assert "+15550100" in caller, caller
+        shown = f'"{incoming.fields.get("peerdisplayname")}" <{incoming.fields.get("peeruri")}>'
+        log = supplier.dir / "baresip.log"
+    print(f"{supplier.kind} shows the caller as {shown}")
+    assert re.fullmatch(r'"Example Corp" <sip:\+15550100@[^>]+>', shown), shown
+    await asyncio.sleep(0.2)  # the log is read from the file the client writes
+    invite = received_invite(log.read_text(errors="replace"))
+    from_, pai = header(invite, "from", "f"), header(invite, "p-asserted-identity")
+    print(f"INVITE From: {from_}; P-Asserted-Identity: {pai}")
+    assert re.match(r'"Example Corp"\s*<sip:\+15550100@[^>]+>;tag=', from_), from_
+    assert re.fullmatch(r'"Example Corp"\s*<sip:\+15550100@[^>]+>', pai), pai
     await asyncio.sleep(1.0)  # John hears ringback meanwhile
     assert detect_tone(since(john, john_mark), RATE, 440.0, min_duration=0.5)
     await answer(supplier)
@@ -558,6 +570,7 @@ async def test_scenario_3_phone_number_with_queue_caller_id(
     await api.act("john", contact, "conference")
     await settle()
     assert hears(customer) == {JOHN, SUPPLIER}, ("customer", hears(customer))
+    assert hears(supplier) == {CUSTOMER, JOHN}, ("supplier", hears(supplier))
     await api.act("john", contact, "leave")
     await john.wait_closed(within=5)
     await settle()
