@@ -1,10 +1,15 @@
 """The seed's quick-connect scenarios with real softphones (issue 7 item 6).
 
 Mirrors tests/center/test_quick_connects_loopback.py with the scripted phones
-swapped for real clients on loopback: linphonec is the customer and John,
-baresip is Maria (and the supplier is one or the other). The contact center is
-`qconnect serve` in a subprocess, driven over its HTTP API as John's CCP would
-(docs/api.md).
+swapped for real clients on loopback. linphonec is always the customer;
+scenario 1 runs with John on linphonec and Maria on baresip, and again with
+John on baresip; scenario 2 has John on baresip and Maria on linphonec;
+scenario 3 has the supplier on either, and checks the From and
+P-Asserted-Identity of the INVITE the supplier's client received (from
+liblinphone's debug log, from baresip's SIP trace) and what the client shows
+of the caller. The contact center is `qconnect serve` in a subprocess, driven
+over its HTTP API as John's CCP would be (docs/api.md); John's and Maria's
+phones answering is their Accept.
 
 Each party's phone plays its own tone from a WAV (customer 500 Hz, John
 900 Hz, Maria 1400 Hz, supplier 1900 Hz), so "who hears whom" at any moment is a
@@ -20,6 +25,7 @@ import asyncio
 import re
 import socket
 import struct
+from base64 import b64encode
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +96,7 @@ class ApiSwitch(SwitchProcess):
             method,
             f"{self.api}/agents/{agent}{path}",
             json=body,
-            auth=aiohttp.BasicAuth(agent, agent),
+            headers={"Authorization": "Basic " + b64encode(f"{agent}:{agent}".encode()).decode()},
         ) as response:
             payload = await response.json()
             if response.status != 200:
@@ -458,6 +464,19 @@ async def test_scenario_1_quick_connect_to_an_agent(
     assert hears(john) == {CUSTOMER, MARIA}, ("john", hears(john))
     assert hears(maria) == {CUSTOMER, JOHN}, ("maria", hears(maria))
     assert await api.banners("john") == {"customer": "Joined", "maria": "Joined"}
+
+    # Hold all: the customer hears the customer hold flow (music), Maria the
+    # agent hold flow ("You are on hold"), John neither of them.
+    customer_mark, maria_mark = seconds_heard(customer), seconds_heard(maria)
+    await api.act("john", contact, "hold-all")
+    await settle()
+    assert await api.banners("john") == {"customer": "On hold", "maria": "On hold"}
+    assert hears(john) == set(), ("john", hears(john))
+    assert hears(customer) == set(), ("customer", hears(customer))
+    assert hears(maria) == set(), ("maria", hears(maria))
+    music = locate(reference("hold_music", 1.0), since(customer, customer_mark), RATE)
+    assert music.score > 0.9, ("customer hold music", music)
+    print(await eventually_heard(maria, "On hold", maria_mark))
 
     # Leave: John drops; the customer and Maria stay connected and talk.
     await api.act("john", contact, "leave")
