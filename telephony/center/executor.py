@@ -690,11 +690,28 @@ class ContactCenter:
             return
         party = call.parties.get(agent)
         if party is None or not party.answered or party.contact != contact_id:
-            return  # the phone still rings: `_ring_agent` comes back here when it answers
+            # The phone still rings: `_ring_agent` comes back here when it answers. If it
+            # never does, the agent is gone (as if they hung up) after the ring timeout.
+            asyncio.get_running_loop().call_later(
+                self.config.ring_timeout, self._accepted_but_silent, contact_id, agent
+            )
+            return
         if party.whispering:
             return
         party.whispering = True
         self._feed(call, agent, "whisper", self._whispers(call, contact_id, agent))
+
+    def _accepted_but_silent(self, contact_id: str, agent: str) -> None:
+        call = self._call_of(contact_id)
+        party = call.parties.get(agent) if call is not None else None
+        contact = self.model.contact(contact_id)
+        if party is None or party.answered or party.contact != contact_id:
+            return
+        if contact.state is not ContactState.ACTIVE or contact.agent != agent:
+            return
+        log.warning("contact %s: %s accepted but the phone never answered", contact_id, agent)
+        self._spawn(contact_id, party.leg.hangup("accepted but not answered"))
+        self._try(self.model.agent_hung_up, agent)
 
     async def _whispers(self, call: CustomerCall, contact_id: str, agent: str) -> None:
         data = call.data[contact_id]

@@ -73,3 +73,25 @@ async def test_unanswered_contact_times_out_to_the_next_agent(switch: Switch) ->
     await call.hangup()
     for p in (john, maria, customer):
         await p.stop()
+
+
+async def test_accepted_in_the_ccp_but_the_phone_never_answers(switch: Switch) -> None:
+    """Accept in the CCP connects the softphone; a phone that then never answers counts as
+    the agent hanging up once the ring timeout (3 s here) has passed."""
+    events: list[dict[str, Any]] = []
+    switch.center.subscribe(events.append)
+    john = await phone(switch, "john")
+    maria = await phone(switch, "maria")
+    switch.center.set_status("maria", "Offline")
+    customer = await phone(switch, "customer")
+    call = await customer.call("+15550100")
+    ringing = await asyncio.wait_for(john.incoming.get(), 15)
+    contact = next(e["contact"] for e in events if e["type"] == "offerCreated")
+    switch.center.accept("john", contact)
+    assert await ringing.wait_ended(8) == "cancelled"
+    assert [e["banner"] for e in events if e["type"] == "banner" and e.get("agent") == "john"][
+        -1
+    ] == "Ended"
+    await call.wait_ended(5)
+    for p in (john, maria, customer):
+        await p.stop()
