@@ -27,7 +27,16 @@ class Problem:
         return f"{location}: {self.message}"
 
 
-class FlowError(Exception):
+class ProblemsError(Exception):
+    """Bad input found in a file: ``problems`` lists every error, one per line of the message
+    (the shape `qconnect check` prints). Config, flow and scenario errors share it."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class FlowError(ProblemsError):
     """A flow could not be loaded or run.
 
     ``problems`` lists every error found; ``block_id`` and ``block_type``
@@ -43,10 +52,9 @@ class FlowError(Exception):
     ) -> None:
         if not problems:
             raise ValueError("FlowError needs at least one problem")
-        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__(problems)
         self.block_id = block_id
         self.block_type = block_type
-        super().__init__("\n".join(str(p) for p in self.problems))
 
     @property
     def file(self) -> str:

@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from flows.errors import FlowError, Problem
+from flows.errors import FlowError, Problem, ProblemsError
 from flows.loader import (
     DEFAULT_AGENT_TRANSFER,
     DEFAULT_CUSTOMER_QUEUE,
@@ -62,12 +62,8 @@ _LOGIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~!$&'*+,;=-]*$")
 _CLOCK_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$|^24:00$")
 
 
-class ConfigError(Exception):
+class ConfigError(ProblemsError):
     """The instance config is invalid; ``problems`` lists every error found."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems: tuple[Problem, ...] = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 # -- field types ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flows.errors import FlowError
+from flows.errors import FlowError, Problem
 from flows.interpreter import (
     CheckHours,
     CheckStaffing,
@@ -266,7 +266,9 @@ class ContactCenter:
         try:
             return self.config.flows.get(ref)
         except KeyError:
-            raise FlowError([]) from None  # pragma: no cover - config checks refs at load
+            # `qconnect check` resolves every reference at load; a hook set at run time by a
+            # flow may still name something unknown.
+            raise FlowError([Problem("<flows>", None, "flow", f"no flow named {ref!r}")]) from None
 
     def _hook_flow(self, data: ContactData, hook: EventHook) -> Flow:
         ref = data.event_hooks.get(hook)

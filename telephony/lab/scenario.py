@@ -89,7 +89,7 @@ from pydantic import (
     model_validator,
 )
 
-from flows.errors import Problem
+from flows.errors import Problem, ProblemsError
 from media.prompts import DEFAULT_AUDIO_DIR, PromptError, load_manifest
 from telephony.center.config import (
     DEMO_LAB_PATH,
@@ -155,12 +155,8 @@ _TIME_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(?:([+-])\s*(\d+(?:\.\d+
 _DIGITS_RE = re.compile(r"^[0-9*#A-Da-d]+$")
 
 
-class ScenarioError(Exception):
+class ScenarioError(ProblemsError):
     """A scenario file is invalid (or names a config that is); ``problems`` lists every error."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems: tuple[Problem, ...] = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 class _Model(BaseModel):
